@@ -48,7 +48,8 @@ class DaemonConfig:
         """A copy with some settings replaced (module or CLI options win over the file)."""
         changes = {key: value for key, value in changes.items() if value is not None}
         if "registry_mirrors" in changes:
-            changes["registry_mirrors"] = tuple(validate_mirror(m, "registry_mirrors") for m in changes["registry_mirrors"])
+            mirrors = changes["registry_mirrors"]
+            changes["registry_mirrors"] = tuple(validate_mirror(url, "registry_mirrors") for url in mirrors)
         if "insecure_registries" in changes:
             changes["insecure_registries"] = tuple(changes["insecure_registries"])
         return replace(self, **changes)
@@ -139,7 +140,10 @@ def parse(data: Any, where: str = "daemon.json") -> DaemonConfig:
         path=where,
         data_root=_absolute_path(data, "data-root", DEFAULT_DATA_ROOT, where),
         exec_root=_absolute_path(data, "exec-root", DEFAULT_EXEC_ROOT, where),
-        registry_mirrors=tuple(validate_mirror(url) for url in _string_list(data, "registry-mirrors", where)),
+        registry_mirrors=tuple(
+            validate_mirror(url, f"{where}: 'registry-mirrors'")
+            for url in _string_list(data, "registry-mirrors", where)
+        ),
         insecure_registries=tuple(_string_list(data, "insecure-registries", where)),
         max_concurrent_downloads=_integer(data, "max-concurrent-downloads", 3, where),
         max_concurrent_uploads=_integer(data, "max-concurrent-uploads", 5, where),
