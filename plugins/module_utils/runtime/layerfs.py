@@ -132,6 +132,14 @@ def lstat_at(dirfd: int, name: str) -> Optional[os.stat_result]:
         return None
 
 
+def set_xattr(target: Union[int, str], name: str, value: bytes) -> None:
+    """``fsetxattr`` on an fd, ``lsetxattr`` on a path (never following a final symlink)."""
+    if isinstance(target, int):
+        os.setxattr(target, name, value)
+    else:
+        os.setxattr(target, name, value, follow_symlinks=False)
+
+
 def proc_path(dirfd: int, name: str) -> str:
     """A path reaching *name* in *dirfd* without resolving anything but the fd itself.
 
@@ -190,15 +198,17 @@ def _first_entry(fd: int) -> Optional[Tuple[str, bool]]:
 
 def iter_xattrs(target: Union[int, str], follow_symlinks: bool = False) -> Iterator[Tuple[str, bytes]]:
     """(name, value) of every extended attribute readable on *target* (fd or path)."""
+    # fds take no follow_symlinks argument (an fd is never a symlink to follow).
+    options = {} if isinstance(target, int) else {"follow_symlinks": follow_symlinks}
     try:
-        names = os.listxattr(target, follow_symlinks=follow_symlinks)
+        names = os.listxattr(target, **options)
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.EPERM, errno.ENODATA):
             return
         raise
     for name in sorted(names):
         try:
-            yield name, os.getxattr(target, name, follow_symlinks=follow_symlinks)
+            yield name, os.getxattr(target, name, **options)
         except OSError as exc:
             if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
                 raise

@@ -660,7 +660,7 @@ class _Applier:
 
     def _set_xattr(self, target: Union[int, str], name: str, key: str, value: bytes) -> bool:
         try:
-            os.setxattr(target, key, value, follow_symlinks=False)
+            layerfs.set_xattr(target, key, value)
             return True
         except OSError as exc:
             if key == CAPABILITY_XATTR:
