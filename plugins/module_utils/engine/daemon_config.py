@@ -140,7 +140,7 @@ def validate_mirror(url: Any, key: str = "registry-mirrors") -> str:
     """Docker's ValidateMirror: http(s), no query/fragment/credentials; returns it with one trailing '/'."""
     if not isinstance(url, str):
         raise ConfigError(f"daemon.json key {key!r}: {_describe(url)} is not a URL")
-    scheme, sep, _ = url.partition("://")
+    scheme, sep, _rest = url.partition("://")
     if not sep or not scheme:
         raise ConfigError(
             f"daemon.json key {key!r}: {url!r} has no scheme: "
@@ -191,10 +191,10 @@ def validate_insecure_registry(entry: Any, key: str = "insecure-registries") -> 
         return value
     host, port = value, ""
     if value.startswith("["):
-        host, _, port = value[1:].partition("]")
+        host, _bracket, port = value[1:].partition("]")
         port = port[1:] if port.startswith(":") else port
     elif value.count(":") == 1:
-        host, _, port = value.partition(":")
+        host, _colon, port = value.partition(":")
     if not _DOMAIN.match(value):
         try:
             ipaddress.ip_address(host)
@@ -277,7 +277,7 @@ def _address_pools(key: str, value: Any) -> None:
 
 def _key_value_list(key: str, value: Any) -> None:
     for item in _string_list(key, value):
-        name, sep, _ = item.partition("=")
+        name, sep, _value = item.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"daemon.json key {key!r}: {item!r} must have the form name=value")
 
@@ -285,7 +285,7 @@ def _key_value_list(key: str, value: Any) -> None:
 def _exec_opts(key: str, value: Any) -> None:
     _key_value_list(key, value)
     for item in value:
-        name, _, setting = item.partition("=")
+        name, _equals, setting = item.partition("=")
         if name.strip() == "native.cgroupdriver" and setting.strip() not in CGROUP_DRIVERS:
             raise ConfigError(
                 f"daemon.json key {key!r}: native.cgroupdriver must be {' or '.join(CGROUP_DRIVERS)}, not {setting!r}"
@@ -294,7 +294,7 @@ def _exec_opts(key: str, value: Any) -> None:
 
 def _hosts(key: str, value: Any) -> None:
     for item in _string_list(key, value):
-        scheme, sep, _ = item.partition("://")
+        scheme, sep, _rest = item.partition("://")
         if not sep or scheme not in ("unix", "tcp", "fd", "ssh", "npipe"):
             raise ConfigError(f"daemon.json key {key!r}: {item!r} must be unix://PATH, tcp://HOST:PORT or fd://")
 

@@ -41,7 +41,7 @@ def crc24(data: bytes) -> int:
     crc = _CRC24_INIT
     for byte in data:
         crc ^= byte << 16
-        for _ in range(8):
+        for _bit in range(8):
             crc <<= 1
             if crc & 0x1000000:
                 crc ^= _CRC24_POLY
@@ -162,7 +162,7 @@ def parse_public_key(data: bytes, what: str = "the GPG key") -> PublicKey:
     packets = _packets(binary, what)
     if not packets:
         raise InvalidArgument(f"{what} is empty")
-    if any(tag in SECRET_KEY_TAGS for tag, _ in packets):
+    if any(tag in SECRET_KEY_TAGS for tag, _body in packets):
         raise InvalidArgument(f"{what} contains secret key material: give only the public key")
     if packets[0][0] != PUBLIC_KEY_TAG:
         raise InvalidArgument(f"{what} does not start with a public key packet (but with packet type {packets[0][0]})")

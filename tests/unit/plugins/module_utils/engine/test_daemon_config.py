@@ -109,7 +109,7 @@ def test_invalid_values_are_refused_with_a_message_naming_the_key(key: str, valu
 
 
 def test_every_known_key_has_a_good_or_bad_case() -> None:
-    covered = {key for key, _ in GOOD} | {key for key, _, _ in BAD}
+    covered = {case[0] for case in GOOD} | {case[0] for case in BAD}
     important = {
         "registry-mirrors",
         "insecure-registries",

@@ -28,7 +28,7 @@ def _parse_deb822(text: str) -> dict:
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
-        name, _, value = line.partition(":")
+        name, _colon, value = line.partition(":")
         fields[name] = value.strip()
     return fields
 
