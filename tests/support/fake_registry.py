@@ -62,6 +62,18 @@ class TokenGrant:
     token: str
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A threaded server that does not print tracebacks when a client hangs up mid-answer."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class FakeRegistry:
     """An in-memory registry.  Use as a context manager or call ``start()``/``stop()``."""
 
@@ -166,9 +178,10 @@ class FakeRegistry:
         class Handler(_Handler):
             owner = registry
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-registry", daemon=True)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-registry", daemon=True
+        )
         self.thread.start()
         return self
 

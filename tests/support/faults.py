@@ -73,6 +73,16 @@ class _Stash:
     headers: Dict[str, str] = field(default_factory=dict)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
+            super().handle_error(request, client_address)
+
+
 class FaultProxy:
     """See the module docstring.  Use as a context manager."""
 
@@ -84,7 +94,7 @@ class FaultProxy:
         self.redirected: List[Recorded] = []
         self.lock = threading.Lock()
         self._stash: Dict[str, _Stash] = {}
-        self._servers: List[ThreadingHTTPServer] = []
+        self._servers: List[_QuietServer] = []
         self._session: Any = None
 
     # --- rules ------------------------------------------------------------------
@@ -169,9 +179,10 @@ class FaultProxy:
             cdn = True
 
         for handler in (Main, Cdn):
-            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True).start()
+            server = _QuietServer(("127.0.0.1", 0), handler)
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fault-proxy", daemon=True
+            ).start()
             self._servers.append(server)
         return self
 
