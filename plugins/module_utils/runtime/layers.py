@@ -255,6 +255,13 @@ class _LowerLayers:
         self.fds = []
 
 
+def _implied_owner() -> Tuple[int, int]:
+    """root:root, or the caller when it is not root (it could not chown to root anyway)."""
+    if os.geteuid() == 0:
+        return 0, 0
+    return os.geteuid(), os.getegid()
+
+
 def _is_opaque(fd: int) -> bool:
     try:
         return os.getxattr(fd, OPAQUE_XATTR) == b"y"
@@ -448,7 +455,7 @@ class _Applier:
         self.created[relpath] = "d"
         self.opaque.add(relpath)
         fd = self.dirs.get(relpath)
-        os.fchown(fd, 0, 0)
+        os.fchown(fd, *_implied_owner())
         os.fchmod(fd, IMPLIED_DIR_MODE)
 
     def _make_implied(self, parent_fd: int, base: str, relpath: str) -> None:
@@ -463,7 +470,7 @@ class _Applier:
     def _implied_attrs(self, fd: int, relpath: str) -> None:
         lower = self.lower.dir_attrs(relpath)
         if lower is None:
-            os.fchown(fd, 0, 0)
+            os.fchown(fd, *_implied_owner())
             os.fchmod(fd, IMPLIED_DIR_MODE)
             return
         st, xattrs = lower
