@@ -522,6 +522,11 @@ class RegistryClient:
         verify = (
             endpoint.verify if _origin(url)[:2] == _origin(endpoint.url)[:2] else self._verify_for(urlsplit(url).netloc)
         )
+        if verify is False and url.startswith("https://"):
+            # The user chose this (insecure-registries, validate_certs=false): do not warn on every request.
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         try:
             return session.request(
                 method,
