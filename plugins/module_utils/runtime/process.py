@@ -43,11 +43,15 @@ from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, 
 
 from . import capabilities, libc, rootfs, seccomp, users
 from .cgroups import Cgroup, Layout, host_layout, parse_proc_cgroup
+from .config import DEFAULT_EXEC_ROOT
 from .errors import ContainerError, InvalidArgument
 from .rootfs import Mount, RootfsSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_TIMEOUT = 60.0
+# Compiled seccomp programs are kept here between runs (seccomp.default_program); callers with
+# another exec-root set it from their configuration, None keeps them in memory only.
+SECCOMP_CACHE_DIR: Optional[str] = os.path.join(DEFAULT_EXEC_ROOT, "seccomp")
 SYSTEMD_STOP_SIGNAL = int(signal.SIGRTMIN) + 3
 EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
@@ -267,7 +271,7 @@ def _security(
     program = None
     if use_seccomp and not privileged:
         try:
-            program = seccomp.default_program(mask)
+            program = seccomp.default_program(mask, SECCOMP_CACHE_DIR)
         except OSError as exc:
             raise ContainerError(f"cannot build the seccomp filter: {exc}") from None
     return _Security(mask, libc.cap_last_cap(), nnp, program)

@@ -13,12 +13,15 @@ Where libseccomp is missing, containers run without a filter and
 :func:`status` says so (``berth info`` shows it).
 """
 
+import contextlib
 import ctypes
+import hashlib
 import os
 import platform
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .capabilities import NAMES as CAPABILITY_NAMES
+from .fsutil import makedirs, write_atomic
 
 _ALLOWED = """
 accept accept4 access adjtimex alarm bind brk cachestat capget capset chdir chmod chown chown32
@@ -240,11 +243,13 @@ def capability_names(mask: int) -> Tuple[str, ...]:
     return tuple(name for number, name in enumerate(CAPABILITY_NAMES) if mask >> number & 1)
 
 
-def default_program(capability_mask: int) -> Optional[bytes]:
+def default_program(capability_mask: int, cache_dir: Optional[str] = None) -> Optional[bytes]:
     """The compiled BPF of Docker's profile for a container with these capabilities.
 
-    ``None`` when seccomp is not available here.  Cached per capability set,
-    so a supervisor restarting a container compiles it once.
+    ``None`` when seccomp is not available here.  Cached in memory per
+    capability set, and in *cache_dir* (a root-only directory such as the
+    exec root) when given: compiling takes ~20 ms, a cached read ~0.1 ms,
+    which matters for ``berth run`` starting a fresh process each time.
     """
     if capability_mask in _programs:
         return _programs[capability_mask]
@@ -252,9 +257,32 @@ def default_program(capability_mask: int) -> Optional[bytes]:
     machine = platform.machine()
     if lib is None or machine not in _FILTER_ARCHES:
         return None
-    program = _compile(lib, machine, capability_names(capability_mask))
+    cache_path = os.path.join(cache_dir, _cache_name(lib, machine, capability_mask)) if cache_dir else None
+    program = _read_cache(cache_path) if cache_path else None
+    if program is None:
+        program = _compile(lib, machine, capability_names(capability_mask))
+        if cache_path:
+            with contextlib.suppress(OSError):
+                makedirs(os.path.dirname(cache_path))
+                write_atomic(cache_path, program, 0o600)
     _programs[capability_mask] = program
     return program
+
+
+def _cache_name(lib: ctypes.CDLL, machine: str, capability_mask: int) -> str:
+    """A name that changes with everything the program depends on: profile, library, kernel, arch, caps."""
+    version = lib.seccomp_version().contents
+    key = repr((RULES, machine, platform.release(), (version.major, version.minor, version.micro), capability_mask))
+    return f"seccomp-{hashlib.sha256(key.encode()).hexdigest()[:32]}.bpf"
+
+
+def _read_cache(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(1 << 20)
+    except OSError:
+        return None
+    return data if data and len(data) % 8 == 0 else None
 
 
 def _compile(lib: ctypes.CDLL, machine: str, capabilities: Sequence[str]) -> bytes:
