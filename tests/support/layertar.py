@@ -64,8 +64,8 @@ class TarBuilder:
         self.members.append((self._info(name, tarfile.SYMTYPE, 0o777, linkname=target, **attrs), None))
         return self
 
-    def link(self, name: str, target: str, **attrs: Any) -> "TarBuilder":
-        self.members.append((self._info(name, tarfile.LNKTYPE, 0o644, linkname=target, **attrs), None))
+    def link(self, name: str, target: str, mode: int = 0o644, **attrs: Any) -> "TarBuilder":
+        self.members.append((self._info(name, tarfile.LNKTYPE, mode, linkname=target, **attrs), None))
         return self
 
     def char(self, name: str, major: int, minor: int, mode: int = 0o666, **attrs: Any) -> "TarBuilder":
