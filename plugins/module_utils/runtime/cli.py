@@ -1,6 +1,293 @@
-"""Placeholder replaced below."""
+"""``berth``: a docker-like command line over the runtime's public API.
+
+Each command imports what it needs when it runs, so ``berth ps`` or
+``berth images`` never load requests or pyroute2.  Errors the runtime
+reports on purpose (:class:`BerthError`) print as one line; ``--debug``
+shows the traceback of anything else.
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .errors import BerthError, InvalidArgument
+
+# Docker's exit codes for `run`: 125 the runtime failed, 126 the command cannot
+# be invoked, 127 the command was not found.
+EXIT_RUNTIME_ERROR = 125
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
-def main() -> int:
-    print("berth: CLI under construction")
-    return 1
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from . import config
+
+    return config.load(args.config)
+
+
+def _images(args: argparse.Namespace) -> Any:
+    from .images import Images
+
+    return Images(_config(args))
+
+
+def _runtime(args: argparse.Namespace) -> Any:
+    from .containers import Runtime
+
+    return Runtime(_config(args))
+
+
+def _registry_options(args: argparse.Namespace) -> Any:
+    from .images import RegistryOptions
+
+    password = None
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\n")
+    return RegistryOptions(
+        username=getattr(args, "username", None),
+        password=password,
+        auth_file=getattr(args, "authfile", None),
+        validate_certs=not getattr(args, "tls_verify_false", False),
+        ca_path=getattr(args, "ca", None),
+    )
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=4, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+# -- images ---------------------------------------------------------------------------
+
+
+def _pull(args: argparse.Namespace, name: str, quiet: bool = False) -> Any:
+    from .display import PullProgress
+    from .reference import parse as parse_reference
+
+    reference = parse_reference(name)
+    out = sys.stderr if quiet else sys.stdout
+    if not reference.digest and ":" not in name.rsplit("/", 1)[-1]:
+        out.write(f"Using default tag: {reference.tag}\n")
+    out.write(f"{reference.tag or reference.digest}: Pulling from {reference.repository}\n")
+    progress = PullProgress(out)
+    result = _images(args).pull(name, _registry_options(args), getattr(args, "platform", None), progress)
+    out.write(f"Digest: {result.image.repo_digests[-1].split('@')[-1]}\n")
+    if result.changed:
+        out.write(f"Status: Downloaded newer image for {reference.familiar}\n")
+    else:
+        out.write(f"Status: Image is up to date for {reference.familiar}\n")
+    return result
+
+
+@command("pull")
+def cmd_pull(args: argparse.Namespace) -> int:
+    result = _pull(args, args.image)
+    print(str(result.reference))
+    return 0
+
+
+@command("images")
+def cmd_images(args: argparse.Namespace) -> int:
+    from .display import ago, human_size, short_id, table
+    from .reference import parse as parse_reference
+
+    rows: List[List[str]] = []
+    for record, tags in _images(args).list():
+        image_id = record.id if args.no_trunc else short_id(record.id)
+        if args.quiet:
+            rows.append([image_id])
+            continue
+        names = [parse_reference(tag) for tag in tags] or [None]
+        for reference in names:
+            if reference is None:
+                repository, tag = "<none>", "<none>"
+            else:
+                repository, tag = reference.familiar, reference.tag or "<none>"
+            row = [repository, tag]
+            if args.digests:
+                row.append(record.repo_digests[-1].split("@")[-1] if record.repo_digests else "<none>")
+            rows.append([*row, image_id, ago(record.created) or "N/A", human_size(record.size)])
+    if args.quiet:
+        for row in dict.fromkeys(tuple(row) for row in rows):
+            print(row[0])
+        return 0
+    headers = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
+    table(headers, rows)
+    return 0
+
+
+@command("rmi")
+def cmd_rmi(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    status = 0
+    for name in args.images:
+        try:
+            for line in runtime.images.remove(name, runtime.containers_using_image, force=args.force):
+                print(line)
+        except BerthError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+@command("tag")
+def cmd_tag(args: argparse.Namespace) -> int:
+    _images(args).tag(args.source, args.target)
+    return 0
+
+
+@command("history")
+def cmd_history(args: argparse.Namespace) -> int:
+    from .display import ago, human_size, short_id, table, truncate
+
+    rows = []
+    for row in _images(args).history(args.image):
+        image_id = row["id"] if args.no_trunc or row["id"] == "<missing>" else short_id(row["id"])
+        created_by = row["created_by"] if args.no_trunc else truncate(row["created_by"], 45)
+        if args.quiet:
+            rows.append([image_id])
+            continue
+        rows.append([image_id, ago(row["created"]) or "N/A", created_by, human_size(row["size"]), row["comment"]])
+    if args.quiet:
+        for row in rows:
+            print(row[0])
+        return 0
+    table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    return 0
+
+
+@command("inspect")
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .errors import NotFound
+
+    results = []
+    runtime = _runtime(args)
+    for name in args.names:
+        if args.type in (None, "container"):
+            container = runtime.find(name)
+            if container is not None:
+                results.append(runtime.inspect(container))
+                continue
+        if args.type in (None, "image"):
+            try:
+                results.append(runtime.images.inspect(name))
+                continue
+            except NotFound:
+                pass
+        raise NotFound(f"no such object: {name}")
+    _print_json(results)
+    return 0
+
+
+@command("store")
+def cmd_store(args: argparse.Namespace) -> int:
+    images = _images(args)
+    if args.repair:
+        for path in images.store.remove_stale_workdirs():
+            print(f"removed unfinished unpack {path}")
+    problems = images.store.verify(deep=args.deep)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found in {images.store.root}", file=sys.stderr)
+        return 1
+    count = len(images.store.images())
+    print(f"store {images.store.root} is intact ({count} image{'s' if count != 1 else ''})")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--platform", help="OS/ARCH[/VARIANT] to pull from a multi-platform image")
+    parser.add_argument("--username", help="registry user name")
+    parser.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    parser.add_argument("--authfile", help="a ~/.docker/config.json-style file of registry credentials")
+    parser.add_argument("--ca", help="CA certificate (file or directory of *.crt) to verify the registry with")
+    parser.add_argument(
+        "--tls-verify=false", dest="tls_verify_false", action="store_true", help="do not verify TLS certificates"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="berth", description="Run containers without a daemon.")
+    parser.add_argument("--config", help="daemon.json to use (default: $BERTH_CONFIG or /etc/berth/daemon.json)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("pull", help="download an image from a registry")
+    p.add_argument("image")
+    _add_registry_options(p)
+
+    p = sub.add_parser("images", help="list images")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--digests", action="store_true", help="show digests")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+
+    p = sub.add_parser("rmi", help="remove images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-f", "--force", action="store_true", help="untag images still used by containers")
+
+    p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
+    p.add_argument("source")
+    p.add_argument("target")
+
+    p = sub.add_parser("history", help="show the history of an image")
+    p.add_argument("image")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+
+    p = sub.add_parser("inspect", help="low-level information on containers or images")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--type", choices=("container", "image"))
+
+    p = sub.add_parser("store", help="check the image store")
+    p.add_argument("action", choices=("verify",))
+    p.add_argument("--deep", action="store_true", help="also decompress every layer blob and check its diff_id")
+    p.add_argument("--repair", action="store_true", help="first remove what killed pulls left behind")
+
+    from .cli_containers import add_container_commands
+
+    add_container_commands(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from . import cli_containers  # noqa: F401  registers the container commands
+
+    try:
+        return COMMANDS[args.cmd](args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except BerthError as exc:
+        print(f"berth: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR if args.cmd in ("run", "create") else 1
+    except Exception:
+        if args.debug or os.environ.get("BERTH_DEBUG"):
+            raise
+        import traceback
+
+        print(
+            f"berth: unexpected error (run with --debug for details): {traceback.format_exc(limit=1)}", file=sys.stderr
+        )
+        return 1
+
+
+def usage_error(message: str) -> InvalidArgument:
+    return InvalidArgument(message)

@@ -169,14 +169,30 @@ def exit_code_of(status: int) -> int:
 
 
 class Monitor:
-    def __init__(self, options: dict) -> None:
+    """Relays a container's output into its log until it exits, then records the exit.
+
+    *echo* (stream name -> fd) also copies the raw output there, and
+    *forward_signals* passes SIGINT/SIGTERM/SIGHUP on to the container: both
+    for a foreground ``berth run``, where the CLI process is the monitor.
+    """
+
+    def __init__(self, options: dict, echo: "dict | None" = None, forward_signals: bool = False) -> None:
         self.options = options
+        self.echo = echo or {}
+        self.forward_signals = forward_signals
         self.directory = options["dir"]
         self.pid = int(options["pid"])
         self.log = LogWriter(options["log"], int(options.get("max-size", "0")), int(options.get("max-file", "1")))
         self.streams = [Stream(int(options["out"]), "stdout"), Stream(int(options["err"]), "stderr")]
         self.status = None
         self.oom_before = oom_kills(options.get("oom-file", ""))
+
+    def forward(self, signum: int, frame: object) -> None:
+        if self.status is None:
+            try:
+                posix.kill(self.pid, signum)
+            except OSError:
+                pass
 
     def reap(self) -> None:
         while True:
@@ -195,8 +211,9 @@ class Monitor:
             posix.set_blocking(fd, False)
         _signal.set_wakeup_fd(wake_write)
         _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
-        for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGPIPE):
-            _signal.signal(signum, _signal.SIG_IGN)
+        for signum in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP):
+            _signal.signal(signum, self.forward if self.forward_signals else _signal.SIG_IGN)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
         poller = select.poll()
         poller.register(wake_read, select.POLLIN)
         open_streams = {}
@@ -237,6 +254,11 @@ class Monitor:
                     data = b""
                 if data:
                     stream.feed(data, self.log)
+                    if stream.name in self.echo:
+                        try:
+                            write_all(self.echo[stream.name], data)
+                        except OSError:
+                            del self.echo[stream.name]
                 else:
                     stream.flush(self.log)
                     poller.unregister(fd)
@@ -306,7 +328,7 @@ def main(argv: list) -> None:
     # Back to the heavy entry point (same pid, children and subreaper flag).
     python = options["python"]
     entry = "import sys; sys.path.insert(0, sys.argv[1]); from runtime.supervisor import main; main(sys.argv[2:])"
-    posix.execv(python, [python, "-I", "-c", entry, options["lib"], action, options["id"], options["data-root"]])
+    posix.execv(python, [python, "-I", "-c", entry, options["lib"], action, options["id"], options.get("config", "")])
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def supervise(tmp_path, script: str, **options: str) -> dict:
                 "id": "c",
                 "python": "/bin/sh",
                 "lib": "/nonexistent",
-                "data-root": str(tmp_path),
+                "config": str(tmp_path / "daemon.json"),
                 **options,
             }
             # The monitor ends by exec'ing the heavy entry point; /bin/sh -I fails fast there,

@@ -1,0 +1,596 @@
+"""Containers: create, start, stop, kill, remove, list, inspect, logs, exec — the public API.
+
+The CLI and the modules call :class:`Runtime`; it keeps every container as
+files under ``<data-root>/containers/<id>/`` (no daemon holds any state)::
+
+    config.json        the create spec, the effective config, image, volumes: written once
+    state.json         status, pids with start times, network, cgroup, exit code
+    exit.json          written by the container's monitor when the process exited
+    <id>-json.log      output in Docker's json-file format
+    upper/ work/       the container's writable overlay layer
+    etc/               hosts, hostname, resolv.conf bind-mounted into the container
+    lock               flock held while the container changes state
+    stop-requested     written by stop/kill so the restart policy stands down
+
+``<data-root>/names/<name>`` is a symlink to the id: creating it is atomic,
+so two concurrent ``run --name web`` can never both succeed.
+
+What ``ps`` shows is observed, not just remembered: a container recorded as
+running is running only if its init process (pid *and* start time, so a
+reused pid does not count) is alive; an ``exit.json`` or a dead supervisor
+makes it exited, whatever ``state.json`` still says.
+"""
+
+import contextlib
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from . import fsutil
+from . import spec as spec_module
+from .config import DaemonConfig
+from .config import load as load_config
+from .errors import Conflict, ContainerError, InvalidArgument, NotFound, StateError
+from .images import Images
+from .store import Store
+
+ID_LENGTH = 64
+STOP_WAIT_FOR_MONITOR = 15.0
+
+
+def _now() -> str:
+    from .display import now_rfc3339
+
+    return now_rfc3339()
+
+
+def process_start_time(pid: Optional[int]) -> Optional[int]:
+    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks), or None if the pid is gone."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def alive(pid: Optional[int], start_time: Optional[int]) -> bool:
+    """The process *pid* exists and is the one that started at *start_time* (not a zombie)."""
+    if not pid or start_time is None or process_start_time(pid) != start_time:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 :].split()[0] != b"Z"
+
+
+@dataclass
+class Container:
+    """One container as stored: its creation record and its last recorded state."""
+
+    id: str
+    directory: str
+    record: Dict[str, Any]
+    state: Dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.record["name"]
+
+    @property
+    def spec(self) -> Dict[str, Any]:
+        return self.record["spec"]
+
+    @property
+    def effective(self) -> Dict[str, Any]:
+        return self.record["effective"]
+
+    @property
+    def image_id(self) -> str:
+        return self.record["image_id"]
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.directory, f"{self.id}-json.log")
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def exit_record(self) -> Optional[Dict[str, Any]]:
+        return fsutil.read_json(self.path("exit.json"))
+
+    def observe(self) -> Dict[str, Any]:
+        """The container's state as it really is now (read-only; nothing is written)."""
+        state = dict(self.state)
+        if state.get("status") not in ("running", "restarting"):
+            return state
+        exit_record = self.exit_record()
+        monitor_alive = alive(state.get("monitor_pid"), state.get("monitor_start_time"))
+        state["monitor_alive"] = monitor_alive
+        if exit_record and exit_record.get("pid") == state.get("pid"):
+            will_restart = monitor_alive and self._restart_pending(exit_record)
+            state.update(
+                status="restarting" if will_restart else "exited",
+                exit_code=exit_record["exit_code"],
+                finished_at=exit_record["finished_at"],
+                oom_killed=exit_record.get("oom_killed", False),
+            )
+            return state
+        if alive(state.get("pid"), state.get("pid_start_time")):
+            state["status"] = "running"
+            return state
+        if monitor_alive:
+            # Exited a moment ago; the monitor is writing exit.json.
+            state.update(status="exited", exit_code=state.get("exit_code"))
+            return state
+        state.update(status="exited", exit_code=137, error="the container's supervisor died; the container is gone")
+        return state
+
+    def _restart_pending(self, exit_record: Dict[str, Any]) -> bool:
+        from .monitor import should_restart
+
+        return should_restart(
+            self.spec["restart_policy"],
+            exit_record["exit_code"],
+            self.state.get("restart_count", 0),
+            os.path.exists(self.path("stop-requested")),
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.observe()["status"] in ("running", "restarting")
+
+
+NAME_ADJECTIVES = (
+    "agile", "bold", "brave", "calm", "clever", "eager", "fond", "gentle", "happy", "jolly", "keen",
+    "lucid", "merry", "nimble", "proud", "quiet", "serene", "sharp", "steady", "swift", "tidy", "vivid",
+)  # fmt: skip
+NAME_NOUNS = (
+    "anchor", "beacon", "buoy", "cove", "dock", "ferry", "galley", "harbor", "hull", "jetty", "keel",
+    "lantern", "mast", "mooring", "pier", "quay", "rudder", "schooner", "sloop", "tide", "wharf", "yawl",
+)  # fmt: skip
+
+
+class Runtime:
+    """The containers (and images) of one host, as configured by its daemon.json."""
+
+    def __init__(self, config: Optional[DaemonConfig] = None) -> None:
+        self.config = config or load_config()
+        self.store = Store(self.config.data_root)
+        self.images = Images(self.config, self.store)
+        self.root = os.path.join(self.config.data_root, "containers")
+        self.names = os.path.join(self.config.data_root, "names")
+        self.volumes = os.path.join(self.config.data_root, "volumes")
+
+    # -- lookup -----------------------------------------------------------------
+
+    def _load(self, container_id: str) -> Optional[Container]:
+        directory = os.path.join(self.root, container_id)
+        record = fsutil.read_json(os.path.join(directory, "config.json"))
+        if not record:
+            return None
+        state = fsutil.read_json(os.path.join(directory, "state.json"), {"status": "created"})
+        return Container(container_id, directory, record, state)
+
+    def find(self, name_or_id: str) -> Optional[Container]:
+        """A container by name (``web`` or ``/web``), full id or unambiguous id prefix."""
+        name = name_or_id.lstrip("/")
+        if not name:
+            return None
+        with contextlib.suppress(OSError):
+            target = os.readlink(os.path.join(self.names, name))
+            container = self._load(target)
+            if container is not None:
+                return container
+        if all(c in "0123456789abcdef" for c in name):
+            if len(name) == ID_LENGTH:
+                return self._load(name)
+            matches = [entry for entry in self._ids() if entry.startswith(name)]
+            if len(matches) > 1:
+                raise Conflict(f"container id prefix {name} is ambiguous: it matches {len(matches)} containers")
+            if matches:
+                return self._load(matches[0])
+        return None
+
+    def get(self, name_or_id: str) -> Container:
+        container = self.find(name_or_id)
+        if container is None:
+            raise NotFound(f"no such container: {name_or_id}")
+        return container
+
+    def _ids(self) -> List[str]:
+        try:
+            return [entry for entry in os.listdir(self.root) if len(entry) == ID_LENGTH]
+        except FileNotFoundError:
+            return []
+
+    def list(self, include_stopped: bool = True) -> List[Container]:
+        containers = [container for container in map(self._load, self._ids()) if container is not None]
+        if not include_stopped:
+            containers = [container for container in containers if container.running]
+        containers.sort(key=lambda container: container.record["created"], reverse=True)
+        return containers
+
+    def containers_using_image(self, image_id: str) -> List[str]:
+        return [container.name for container in self.list() if container.image_id == image_id]
+
+    @contextlib.contextmanager
+    def locked(self, container: Container) -> Iterator[Container]:
+        """Hold the container's lock and yield it freshly read (state may have moved meanwhile)."""
+        with fsutil.locked(container.path("lock")):
+            fresh = self._load(container.id)
+            if fresh is None:
+                raise NotFound(f"container {container.name} was removed meanwhile")
+            yield fresh
+
+    def save_state(self, container: Container, **changes: Any) -> None:
+        container.state.update(changes)
+        fsutil.write_json_atomic(container.path("state.json"), container.state)
+
+    # -- create -------------------------------------------------------------------
+
+    def _new_name(self) -> str:
+        for _ in range(100):
+            name = f"{secrets.choice(NAME_ADJECTIVES)}_{secrets.choice(NAME_NOUNS)}"
+            if not os.path.lexists(os.path.join(self.names, name)):
+                return name
+        return "berth_" + secrets.token_hex(6)
+
+    def create(self, spec: Dict[str, Any], name: Optional[str] = None, auto_remove: bool = False) -> Container:
+        """Create a container from a normalised spec (see :func:`spec.normalize`); the image must be local."""
+        missing = set(spec_module.DEFAULTS) - set(spec)
+        if missing:
+            raise InvalidArgument(f"container spec lacks {', '.join(sorted(missing))}: build it with spec.normalize")
+        if name is not None:
+            spec_module.validate_name(name)
+        fsutil.makedirs(self.root, 0o700)
+        fsutil.makedirs(self.names, 0o700)
+        with self.store.in_use():
+            image = self.images.get(spec["image"])
+            effective = spec_module.effective(spec, self.images.config_of(image))
+            if spec["network_mode"].startswith("container:"):
+                self.get(spec["network_mode"][len("container:") :])
+            container_id = secrets.token_hex(ID_LENGTH // 2)
+            name = name or self._new_name()
+            directory = os.path.join(self.root, container_id)
+            fsutil.makedirs(directory, 0o700)
+            try:
+                try:
+                    os.symlink(container_id, os.path.join(self.names, name))
+                except FileExistsError:
+                    holder = self.find(name)
+                    holder_id = holder.id if holder else "(being created)"
+                    raise Conflict(
+                        f'the container name "/{name}" is already in use by container {holder_id}: remove (or rename)'
+                        " that container to reuse the name"
+                    ) from None
+                for sub in ("upper", "work", "etc"):
+                    fsutil.makedirs(os.path.join(directory, sub), 0o755 if sub == "upper" else 0o700)
+                record = {
+                    "id": container_id,
+                    "name": name,
+                    "created": _now(),
+                    "image": spec["image"],
+                    "image_id": image.id,
+                    "chain_ids": list(image.chain_ids),
+                    "hostname": spec["hostname"] or container_id[:12],
+                    "spec": spec,
+                    "effective": effective,
+                    "volumes": self._prepare_volumes(spec, effective),
+                    "auto_remove": auto_remove,
+                }
+                fsutil.write_json_atomic(os.path.join(directory, "config.json"), record)
+                fsutil.write_json_atomic(os.path.join(directory, "state.json"), {"status": "created"})
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    if os.readlink(os.path.join(self.names, name)) == container_id:
+                        os.unlink(os.path.join(self.names, name))
+                fsutil.remove_tree(directory)
+                raise
+        container = self._load(container_id)
+        if container is None:
+            raise ContainerError(f"container {name} vanished while it was created")
+        return container
+
+    def _prepare_volumes(self, spec: Dict[str, Any], effective: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Host paths of the container's volumes: named ones shared, anonymous ones its own."""
+        result = []
+        targets = {volume["target"] for volume in spec["volumes"]} | set(spec["tmpfs"])
+        requested = list(spec["volumes"])
+        for target in effective.get("image_volumes", []):
+            if target not in targets:
+                requested.append({"type": "volume", "source": "", "target": target, "read_only": False})
+        for volume in requested:
+            entry = dict(volume)
+            if volume["type"] == "volume":
+                anonymous = not volume["source"]
+                name = volume["source"] or secrets.token_hex(32)
+                data = os.path.join(self.volumes, name, "_data")
+                fsutil.makedirs(os.path.dirname(data), 0o700)
+                fsutil.makedirs(data, 0o755)
+                entry.update(host_path=data, name=name, anonymous=anonymous)
+            else:
+                if not os.path.exists(volume["source"]):
+                    raise InvalidArgument(f"bind source path does not exist: {volume['source']}")
+                entry.update(host_path=volume["source"])
+            result.append(entry)
+        return result
+
+    # -- start / stop -------------------------------------------------------------------
+
+    def start(self, container: Container) -> Container:
+        """Start a created or stopped container under a new monitor; a running one is left alone."""
+        from . import supervisor
+
+        with self.locked(container) as fresh:
+            if fresh.observe()["status"] in ("running", "restarting"):
+                return fresh
+            self._finish_previous_run(fresh)
+            supervisor.launch(self, fresh)
+            return self._load(fresh.id) or fresh
+
+    def _finish_previous_run(self, container: Container) -> None:
+        """Tidy what an earlier run left (a crashed monitor, a stale exit file) before a new one."""
+        from . import supervisor
+
+        if container.state.get("status") in ("running", "restarting") or container.state.get("network"):
+            supervisor.cleanup(self, container, remove=False)
+        for name in ("exit.json", "stop-requested"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(container.path(name))
+
+    def stop(self, container: Container, timeout: Optional[int] = None, sig: Optional[str] = None) -> bool:
+        """Docker's stop: the stop signal, *timeout* seconds, then SIGKILL. False if it was not running."""
+        from . import supervisor
+
+        with self.locked(container) as fresh:
+            state = fresh.observe()
+            if state["status"] not in ("running", "restarting"):
+                if fresh.state.get("status") in ("running", "restarting") or fresh.state.get("network"):
+                    supervisor.cleanup(self, fresh, remove=False)
+                return False
+            fsutil.write_atomic(fresh.path("stop-requested"), b"")
+            wait = fresh.effective["stop_timeout"] if timeout is None else timeout
+            number = spec_module.signal_number(sig or fresh.effective["stop_signal"])
+            if state["status"] == "running":
+                self._signal(fresh, number)
+                if not self._wait_exit(fresh, wait):
+                    self._signal(fresh, signal.SIGKILL)
+                    self._wait_exit(fresh, 10)
+            self._wait_monitor(fresh)
+            return True
+
+    def kill(self, container: Container, sig: str = "SIGKILL") -> None:
+        with self.locked(container) as fresh:
+            if fresh.observe()["status"] != "running":
+                raise StateError(f"container {fresh.name} is not running")
+            number = spec_module.signal_number(sig)
+            if number in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+                fsutil.write_atomic(fresh.path("stop-requested"), b"")
+            self._signal(fresh, number)
+
+    def restart(self, container: Container, timeout: Optional[int] = None) -> Container:
+        self.stop(container, timeout)
+        return self.start(container)
+
+    def _signal(self, container: Container, number: int) -> None:
+        state = container.state
+        if alive(state.get("pid"), state.get("pid_start_time")):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state["pid"], number)
+
+    def _wait_exit(self, container: Container, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        delay = 0.005
+        while alive(container.state.get("pid"), container.state.get("pid_start_time")):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return True
+
+    def _wait_monitor(self, container: Container) -> None:
+        """Let the monitor record the exit and tidy up; do it here if it died."""
+        from . import supervisor
+
+        state = container.state
+        deadline = time.monotonic() + STOP_WAIT_FOR_MONITOR
+        delay = 0.005
+        while alive(state.get("monitor_pid"), state.get("monitor_start_time")) and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        fresh = self._load(container.id)
+        if fresh is not None and (fresh.state.get("status") in ("running", "restarting") or fresh.state.get("network")):
+            supervisor.cleanup(self, fresh, remove=False)
+
+    # -- remove -------------------------------------------------------------------
+
+    def remove(self, container: Container, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container (``force`` kills a running one first) and its writable layer."""
+        from . import supervisor
+
+        with self.locked(container) as fresh:
+            status = fresh.observe()["status"]
+            if status in ("running", "restarting"):
+                if not force:
+                    raise Conflict(f"cannot remove running container {fresh.name}: stop it first, or force the removal")
+                fsutil.write_atomic(fresh.path("stop-requested"), b"")
+                self._signal(fresh, signal.SIGKILL)
+                self._wait_exit(fresh, 10)
+                self._wait_monitor(fresh)
+            final = self._load(fresh.id) or fresh
+            supervisor.cleanup(self, final, remove=False)
+            self._delete(final, volumes)
+
+    def _delete(self, container: Container, volumes: bool) -> None:
+        from . import units
+
+        units.remove_unit(container)
+        name_link = os.path.join(self.names, container.name)
+        with contextlib.suppress(OSError):
+            if os.readlink(name_link) == container.id:
+                os.unlink(name_link)
+        for volume in container.record.get("volumes", []):
+            if volume.get("anonymous") and (volumes or container.record.get("auto_remove")):
+                fsutil.remove_tree(os.path.join(self.volumes, volume["name"]))
+        fsutil.remove_tree(container.directory)
+
+    # -- exec, logs ----------------------------------------------------------------------
+
+    def exec(
+        self,
+        container: Container,
+        args: Sequence[str],
+        env: Optional[Sequence[str]] = None,
+        cwd: Optional[str] = None,
+        user: Optional[str] = None,
+        tty: bool = False,
+        privileged: bool = False,
+        stdio: Sequence[int] = (0, 1, 2),
+    ) -> int:
+        """Start *args* inside the running container; return its host pid (a child of the caller)."""
+        from . import process, supervisor
+
+        state = container.observe()
+        if state["status"] != "running":
+            raise StateError(f"container {container.name} is not running")
+        base = supervisor.process_spec(self, container, network="none", etc_files={})
+        merged_env = list(base.env)
+        if env:
+            keys = {entry.split("=", 1)[0] for entry in env}
+            merged_env = [entry for entry in merged_env if entry.split("=", 1)[0] not in keys] + list(env)
+        exec_spec = process.ExecSpec.like(
+            base, args, env=merged_env, cwd=cwd, user=user, tty=tty, privileged=privileged or None
+        )
+        started = process.exec_in(
+            state["pid"], exec_spec, stdio[0], stdio[1], stdio[2], start_time=state.get("pid_start_time")
+        )
+        return started.pid
+
+    def log_files(self, container: Container) -> List[str]:
+        """The json-file logs of a container, oldest first (rotated files included)."""
+        base = container.log_path
+        rotated = []
+        number = 1
+        while os.path.exists(f"{base}.{number}"):
+            rotated.append(f"{base}.{number}")
+            number += 1
+        return list(reversed(rotated)) + ([base] if os.path.exists(base) else [])
+
+    # -- inspect ------------------------------------------------------------------------
+
+    def inspect(self, container: Container) -> Dict[str, Any]:
+        """Docker's ``container inspect`` shape (the fields users script against), plus Berth's own."""
+        from .network import Attachment
+
+        state = container.observe()
+        spec, effective, record = container.spec, container.effective, container.record
+        attachment = Attachment.from_dict(state["network"]) if state.get("network") else None
+        ports: Dict[str, Any] = {}
+        for port in attachment.ports if attachment else []:
+            key = f"{port.container_port}/{port.protocol}"
+            ports.setdefault(key, []).append({"HostIp": port.host_ip or "0.0.0.0", "HostPort": str(port.host_port)})
+        for exposed in effective["exposed_ports"]:
+            key = exposed if "/" in exposed else exposed + "/tcp"
+            ports.setdefault(key, None)
+        policy, _, retries = spec["restart_policy"].partition(":")
+        return {
+            "Id": container.id,
+            "Created": record["created"],
+            "Path": effective["args"][0],
+            "Args": effective["args"][1:],
+            "State": {
+                "Status": state["status"],
+                "Running": state["status"] == "running",
+                "Paused": False,
+                "Restarting": state["status"] == "restarting",
+                "OOMKilled": bool(state.get("oom_killed")),
+                "Dead": False,
+                "Pid": state.get("pid", 0) if state["status"] == "running" else 0,
+                "ExitCode": state.get("exit_code") or 0,
+                "Error": state.get("error", ""),
+                "StartedAt": state.get("started_at", "0001-01-01T00:00:00Z"),
+                "FinishedAt": state.get("finished_at", "0001-01-01T00:00:00Z"),
+            },
+            "Image": container.image_id,
+            "Name": "/" + container.name,
+            "RestartCount": state.get("restart_count", 0),
+            "LogPath": container.log_path,
+            "Config": {
+                "Hostname": record["hostname"],
+                "User": effective["user"],
+                "Tty": spec["tty"],
+                "OpenStdin": spec["interactive"],
+                "Env": effective["env"],
+                "Cmd": spec["command"],
+                "Entrypoint": spec["entrypoint"],
+                "Image": record["image"],
+                "WorkingDir": effective["working_dir"],
+                "Labels": effective["labels"],
+                "ExposedPorts": {port: {} for port in effective["exposed_ports"]},
+                "StopSignal": effective["stop_signal"],
+                "StopTimeout": effective["stop_timeout"],
+            },
+            "HostConfig": {
+                "Binds": [
+                    f"{volume['source']}:{volume['target']}{':ro' if volume['read_only'] else ''}"
+                    for volume in spec["volumes"]
+                    if volume["type"] == "bind" or volume["source"]
+                ],
+                "Tmpfs": spec["tmpfs"],
+                "Memory": spec["memory"] or 0,
+                "NanoCpus": int((spec["cpus"] or 0) * 1e9),
+                "CpuShares": spec["cpu_shares"] or 0,
+                "PidsLimit": spec["pids_limit"],
+                "NetworkMode": spec["network_mode"],
+                "PortBindings": {key: value for key, value in ports.items() if value is not None},
+                "PublishAllPorts": spec["publish_all_ports"],
+                "RestartPolicy": {"Name": policy, "MaximumRetryCount": int(retries or 0)},
+                "AutoRemove": bool(record.get("auto_remove")),
+                "Privileged": spec["privileged"],
+                "CapAdd": spec["cap_add"],
+                "CapDrop": spec["cap_drop"],
+                "ReadonlyRootfs": spec["read_only"],
+            },
+            "Mounts": [
+                {
+                    "Type": volume["type"],
+                    "Name": volume.get("name", ""),
+                    "Source": volume["host_path"],
+                    "Destination": volume["target"],
+                    "RW": not volume["read_only"],
+                }
+                for volume in record.get("volumes", [])
+            ],
+            "NetworkSettings": {
+                "IPAddress": attachment.ip if attachment else "",
+                "IPPrefixLen": attachment.prefixlen if attachment else 0,
+                "Gateway": attachment.gateway if attachment else "",
+                "MacAddress": attachment.mac if attachment else "",
+                "Bridge": attachment.bridge if attachment else "",
+                "Ports": ports,
+            },
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {
+                    "UpperDir": container.path("upper"),
+                    "WorkDir": container.path("work"),
+                    "LowerDir": ":".join(self.store.layer_diff(chain) for chain in reversed(record["chain_ids"])),
+                },
+            },
+            "Berth": {
+                "Spec": spec,
+                "Effective": effective,
+                "MonitorPid": state.get("monitor_pid"),
+                "MonitorAlive": state.get("monitor_alive"),
+                "Unit": record.get("unit"),
+            },
+        }

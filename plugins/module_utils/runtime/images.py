@@ -1,0 +1,385 @@
+"""Images: pull, look up, list, tag, remove, history, inspect — the public image API.
+
+The CLI and the modules call this module (and ``containers.py``), never the
+registry client or the store directly.  A pull resolves the reference on the
+first endpoint that has it (mirrors first for docker.io), downloads the
+missing blobs in parallel (``max-concurrent-downloads``), and unpacks each
+missing layer, in order, as soon as its blob and the layer below are there.
+Nothing becomes visible before it is verified: blobs by digest, layers by
+diff_id, and the image record only once every layer is published.
+"""
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .config import DaemonConfig
+from .errors import Conflict, IntegrityError, InvalidArgument, NotFound
+from .reference import Reference
+from .reference import parse as parse_reference
+from .store import ImageRecord, LayerRecord, Store, chain_ids
+
+# Progress events: ("resolved", image, 0, n_layers), ("exists", layer, 0, size),
+# ("waiting", layer, 0, size), ("downloading", layer, done, size),
+# ("downloaded", layer, size, size), ("extracting", layer, 0, size),
+# ("complete", layer, size, size), ("done", image_id, 0, 0).
+Progress = Callable[[str, str, int, int], None]
+
+
+def _quiet(event: str, subject: str, current: int, total: int) -> None:
+    """The default progress sink: says nothing."""
+
+
+@dataclass
+class PullResult:
+    image: ImageRecord
+    reference: Reference
+    previous_id: Optional[str]
+    downloaded_layers: int
+    unpacked_layers: int
+
+    @property
+    def changed(self) -> bool:
+        """The tag now names a different image than before the pull (or did not exist)."""
+        return self.previous_id != self.image.id
+
+
+@dataclass
+class RegistryOptions:
+    """How to reach registries for one operation (module/CLI options over daemon.json)."""
+
+    username: Optional[str] = None
+    password: Optional[str] = None
+    auth_file: Optional[str] = None
+    validate_certs: bool = True
+    ca_path: Optional[str] = None
+    registry_mirrors: Optional[Sequence[str]] = None
+    insecure_registries: Optional[Sequence[str]] = None
+
+    def client(self, config: DaemonConfig) -> Any:
+        from .auth import Credentials
+        from .registry import RegistryClient
+
+        if (self.username is None) != (self.password is None):
+            raise InvalidArgument("registry credentials need both a username and a password")
+        credentials = Credentials(self.username, self.password) if self.username is not None else None
+        effective = config.with_overrides(
+            registry_mirrors=self.registry_mirrors, insecure_registries=self.insecure_registries
+        )
+        return RegistryClient(
+            effective,
+            credentials,
+            auth_file=self.auth_file,
+            validate_certs=self.validate_certs,
+            ca_path=self.ca_path,
+        )
+
+
+def _looks_like_id(text: str) -> bool:
+    candidate = text[7:] if text.startswith("sha256:") else text
+    return 4 <= len(candidate) <= 64 and all(c in "0123456789abcdef" for c in candidate)
+
+
+class Images:
+    """The image side of one host's runtime."""
+
+    def __init__(self, config: DaemonConfig, store: Optional[Store] = None) -> None:
+        self.config = config
+        self.store = store or Store(config.data_root)
+
+    # -- lookups -------------------------------------------------------------
+
+    def find(self, text: str) -> Optional[ImageRecord]:
+        """The local image a name, tag, ``repo@digest``, id or id prefix refers to."""
+        index = self.store.read_index()
+        if _looks_like_id(text):
+            candidate = text if text.startswith("sha256:") else "sha256:" + text
+            if candidate in index["images"]:
+                return ImageRecord.from_json(index["images"][candidate])
+            matches = [image_id for image_id in index["images"] if image_id.startswith(candidate)]
+            if len(matches) > 1:
+                raise Conflict(f"image id prefix {text} is ambiguous: it matches {len(matches)} images")
+            if matches:
+                return ImageRecord.from_json(index["images"][matches[0]])
+            if len(text) == 64 and not text.startswith("sha256:"):
+                return None
+        reference = parse_reference(text)
+        if reference.digest:
+            wanted = f"{reference.name}@{reference.digest}"
+            for data in index["images"].values():
+                if wanted in data.get("repo_digests", []) or data["manifest"] == reference.digest:
+                    return ImageRecord.from_json(data)
+            return None
+        image_id = index["tags"].get(str(reference))
+        return ImageRecord.from_json(index["images"][image_id]) if image_id else None
+
+    def get(self, text: str) -> ImageRecord:
+        record = self.find(text)
+        if record is None:
+            raise NotFound(f"no such image: {text} (pull it first)")
+        return record
+
+    def config_of(self, record: ImageRecord) -> Dict[str, Any]:
+        """The image's config JSON (Entrypoint, Cmd, Env...), read from its verified blob."""
+        import json
+
+        return json.loads(self.store.read_blob(record.id))
+
+    def tags_of(self, record: ImageRecord) -> List[str]:
+        return self.store.tags_of(record.id)
+
+    # -- pull ----------------------------------------------------------------
+
+    def remote_digest(self, text: str, options: RegistryOptions, platform: Optional[str] = None) -> str:
+        """The digest the registry serves now for a reference (platform manifest): for check mode."""
+        from .manifest import parse_platform
+
+        reference = parse_reference(text)
+        with options.client(self.config) as client:
+            return client.manifest_digest(reference, parse_platform(platform) if platform else None)
+
+    def pull(
+        self,
+        text: str,
+        options: Optional[RegistryOptions] = None,
+        platform: Optional[str] = None,
+        progress: Progress = _quiet,
+    ) -> PullResult:
+        """Make the image *text* names present locally, downloading and unpacking what is missing."""
+        from .manifest import parse_config, parse_platform
+
+        reference = parse_reference(text)
+        options = options or RegistryOptions()
+        previous = self.find(str(reference)) if reference.tag or reference.digest else None
+        self.store.ensure()
+        with options.client(self.config) as client, self.store.in_use():
+            resolved = client.resolve(reference, parse_platform(platform) if platform else None)
+            progress("resolved", resolved.digest, 0, len(resolved.layers))
+            if self.store.has_blob(resolved.config.digest):
+                config = parse_config(self.store.read_blob(resolved.config.digest), resolved.config)
+            else:
+                config = client.fetch_config(resolved)
+            if len(config.diff_ids) != len(resolved.layers):
+                raise IntegrityError(
+                    f"image {reference.display}: the manifest lists {len(resolved.layers)} layers but the config"
+                    f" names {len(config.diff_ids)} diff_ids"
+                )
+            chains = chain_ids(config.diff_ids)
+            downloaded, unpacked = self._fetch_layers(client, resolved, config.diff_ids, chains, progress)
+            self.store.put_blob(config.raw)
+            self.store.put_blob(resolved.raw)
+            record = ImageRecord(
+                id=config.digest,
+                manifest=resolved.digest,
+                manifest_media_type=resolved.media_type,
+                config_media_type=resolved.config.media_type,
+                layers=[
+                    {"digest": layer.digest, "media_type": layer.media_type, "size": layer.size, "diff_id": diff_id}
+                    for layer, diff_id in zip(resolved.layers, config.diff_ids)
+                ],
+                chain_ids=chains,
+                platform=str(config.platform),
+                size=sum((self.store.layer(chain_id) or _NO_LAYER).size for chain_id in chains),
+                created=config.created or "",
+                repo_digests=[f"{reference.name}@{resolved.repo_digest}"],
+                added=time.time(),
+            )
+            tags = [str(reference)] if reference.tag and not reference.digest else []
+            self.store.add_image(record, tags)
+        progress("done", record.id, 0, 0)
+        return PullResult(record, reference, previous.id if previous else None, downloaded, unpacked)
+
+    def _fetch_layers(
+        self, client: Any, resolved: Any, diff_ids: Sequence[str], chains: Sequence[str], progress: Progress
+    ) -> Tuple[int, int]:
+        """Download missing blobs in parallel; unpack missing layers bottom-up as they become ready."""
+        missing = [index for index, chain_id in enumerate(chains) if self.store.layer(chain_id) is None]
+        for index, layer in enumerate(resolved.layers):
+            if index not in missing:
+                progress("exists", layer.digest, 0, layer.size)
+        if not missing:
+            return 0, 0
+        downloads: Dict[int, Future] = {}
+        cancelled = threading.Event()
+        workers = max(1, self.config.max_concurrent_downloads)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berth-pull") as pool:
+            for index in missing:
+                layer = resolved.layers[index]
+                progress("waiting", layer.digest, 0, layer.size)
+                downloads[index] = pool.submit(self._download, client, resolved, layer, progress, cancelled)
+            unpacked = 0
+            try:
+                for index in missing:
+                    downloads[index].result()
+                    if self._unpack(resolved.layers[index], diff_ids[index], chains, index, progress):
+                        unpacked += 1
+            except BaseException:
+                cancelled.set()
+                raise
+        downloaded = sum(1 for future in downloads.values() if future.result())
+        return downloaded, unpacked
+
+    def _download(self, client: Any, resolved: Any, layer: Any, progress: Progress, cancelled: threading.Event) -> bool:
+        if cancelled.is_set():
+            return False
+        with self.store.blob_lock(layer.digest):
+            if self.store.has_blob(layer.digest):
+                progress("downloaded", layer.digest, layer.size, layer.size)
+                return False
+
+            def report(done: int) -> None:
+                progress("downloading", layer.digest, done, layer.size)
+
+            client.fetch_blob(resolved, layer, self.store.blob_path(layer.digest), report)
+        progress("downloaded", layer.digest, layer.size, layer.size)
+        return True
+
+    def _unpack(self, layer: Any, diff_id: str, chains: Sequence[str], index: int, progress: Progress) -> bool:
+        from . import fsutil
+        from .layers import apply_compressed
+
+        chain_id = chains[index]
+        with self.store.layer_lock(chain_id):
+            if self.store.layer(chain_id) is not None:
+                progress("complete", layer.digest, layer.size, layer.size)
+                return False
+            progress("extracting", layer.digest, 0, layer.size)
+            parents = [self.store.layer_diff(chains[below]) for below in range(index - 1, -1, -1)]
+            workdir = self.store.new_layer_workdir()
+            try:
+                actual, stats = apply_compressed(
+                    self.store.blob_path(layer.digest), workdir + "/diff", parents, layer.media_type
+                )
+                if actual != diff_id:
+                    raise IntegrityError(
+                        f"layer {layer.digest} unpacks to {actual}, but the image config says {diff_id};"
+                        " the registry served content that does not belong to this image"
+                    )
+                record = LayerRecord(
+                    chain_id=chain_id,
+                    diff_id=diff_id,
+                    parent=chains[index - 1] if index else None,
+                    size=stats.bytes_written,
+                    link="",
+                    blob=layer.digest,
+                    media_type=layer.media_type,
+                )
+                self.store.publish_layer(workdir, record)
+            except BaseException:
+                fsutil.remove_tree(workdir)
+                raise
+        progress("complete", layer.digest, layer.size, layer.size)
+        return True
+
+    # -- local management ------------------------------------------------------
+
+    def tag(self, source: str, target: str) -> Reference:
+        record = self.get(source)
+        reference = parse_reference(target)
+        if reference.digest:
+            raise InvalidArgument(f"cannot tag {target}: a tag cannot contain a digest")
+        self.store.tag(record.id, str(reference))
+        return reference
+
+    def remove(self, text: str, users: Callable[[str], List[str]], force: bool = False) -> List[str]:
+        """``rmi``: untag, and delete the image (and unreferenced layers) once no tag is left.
+
+        *users* lists the containers that use an image id.  Returns Docker's
+        ``Untagged: ...`` / ``Deleted: ...`` lines.
+        """
+        record = self.get(text)
+        lines: List[str] = []
+        tags = self.store.tags_of(record.id)
+        named_by_tag = not _looks_like_id(text) and "@" not in text
+        if named_by_tag and len(tags) > 1:
+            tag = str(parse_reference(text))
+            self.store.untag(tag)
+            return [f"Untagged: {parse_reference(tag).familiar}"]
+        in_use = users(record.id)
+        if in_use and force:
+            for tag in tags:
+                self.store.untag(tag)
+                lines.append(f"Untagged: {parse_reference(tag).familiar}")
+            return lines
+        for tag in self.store.remove_image(record.id, in_use):
+            lines.append(f"Untagged: {parse_reference(tag).familiar}")
+        for data in record.repo_digests:
+            lines.append(f"Untagged: {data}")
+        lines.append(f"Deleted: {record.id}")
+        self.store.collect_garbage()
+        return lines
+
+    def list(self) -> List[Tuple[ImageRecord, List[str]]]:
+        index = self.store.read_index()
+        result = []
+        for data in index["images"].values():
+            record = ImageRecord.from_json(data)
+            result.append((record, self.store.tags_of(record.id, index)))
+        result.sort(key=lambda item: item[0].added, reverse=True)
+        return result
+
+    def history(self, text: str) -> List[Dict[str, Any]]:
+        """Docker's ``history``: newest first, empty layers shown with size 0, ids for the image only."""
+        record = self.get(text)
+        config = self.config_of(record)
+        entries = config.get("history") or []
+        sizes = [(self.store.layer(chain_id) or _NO_LAYER).size for chain_id in record.chain_ids]
+        rows: List[Dict[str, Any]] = []
+        layer_index = 0
+        if not entries:
+            entries = [{"created": config.get("created", ""), "created_by": ""} for _ in record.chain_ids]
+        for entry in entries:
+            empty = bool(entry.get("empty_layer"))
+            size = 0
+            if not empty:
+                if layer_index >= len(sizes):
+                    raise IntegrityError(f"image {record.id}: too many non-empty layers in its history")
+                size = sizes[layer_index]
+                layer_index += 1
+            rows.append(
+                {
+                    "created": entry.get("created", ""),
+                    "created_by": entry.get("created_by", ""),
+                    "comment": entry.get("comment", ""),
+                    "author": entry.get("author", ""),
+                    "size": size,
+                    "empty_layer": empty,
+                }
+            )
+        rows.reverse()
+        for position, row in enumerate(rows):
+            row["id"] = record.id if position == 0 else "<missing>"
+        return rows
+
+    def inspect(self, text: str) -> Dict[str, Any]:
+        """Docker's ``image inspect`` shape, plus what Berth keeps of the layers."""
+        record = self.get(text)
+        config = self.config_of(record)
+        return {
+            "Id": record.id,
+            "RepoTags": [parse_reference(tag).familiar for tag in self.store.tags_of(record.id)],
+            "RepoDigests": list(record.repo_digests),
+            "Created": config.get("created", record.created),
+            "Author": config.get("author", ""),
+            "Architecture": config.get("architecture", ""),
+            "Variant": config.get("variant", ""),
+            "Os": config.get("os", ""),
+            "Size": record.size,
+            "Config": config.get("config") or {},
+            "RootFS": {"Type": "layers", "Layers": [layer["diff_id"] for layer in record.layers]},
+            "Metadata": {"LastTagTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.added))},
+            "Berth": {
+                "Manifest": record.manifest,
+                "ManifestMediaType": record.manifest_media_type,
+                "ChainIDs": list(record.chain_ids),
+                "Layers": [
+                    {"Digest": layer["digest"], "MediaType": layer["media_type"], "Size": layer["size"]}
+                    for layer in record.layers
+                ],
+            },
+        }
+
+
+_NO_LAYER = LayerRecord(chain_id="", diff_id="", parent=None, size=0, link="")
