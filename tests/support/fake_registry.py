@@ -277,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         if owner.auth == "basic":
             if header.startswith("Basic "):
-                user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                user, _colon, password = base64.b64decode(header[6:]).decode().partition(":")
                 if owner.users.get(user) == password:
                     return True
             self._error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": 'Basic realm="fake"'})
@@ -305,14 +305,14 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         user = None
         if header.startswith("Basic "):
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            user, _colon, password = base64.b64decode(header[6:]).decode().partition(":")
             if owner.users.get(user) != password:
                 self._send(401, b'{"details":"wrong password"}', {"Content-Type": "application/json"})
                 return
         granted: Set[str] = set()
         scopes = query.get("scope", [])
         for scope in scopes:
-            _, name, actions = scope.split(":")
+            name, actions = scope.split(":")[1:]
             for action in actions.split(","):
                 if user is not None or (owner.anonymous_pull and action == "pull"):
                     granted.add(f"{name}:{action}")

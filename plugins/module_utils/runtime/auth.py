@@ -75,7 +75,7 @@ def normalize_auth_key(key: str) -> str:
             text, had_scheme = text[len(scheme) :], True
     if had_scheme:
         text = text.split("/", 1)[0]
-    host, _, rest = text.rstrip("/").partition("/")
+    host, _slash, rest = text.rstrip("/").partition("/")
     host = host.lower()
     if host in _DOCKER_HUB_HOSTS:
         host = "docker.io"
@@ -349,9 +349,9 @@ class RegistryAuth:
         )
 
     def refused(self) -> AuthenticationError:
-        assert self.credentials is not None
+        username = self.credentials.username if self.credentials is not None else "(none)"
         return AuthenticationError(
-            f"registry {self.registry} refused the credentials for user {self.credentials.username}",
+            f"registry {self.registry} refused the credentials for user {username}",
             status=401,
             code="UNAUTHORIZED",
         )

@@ -48,7 +48,7 @@ def is_valid_digest(text: Any) -> bool:
 
 def split_digest(digest: str) -> Tuple[str, str]:
     """``sha256:abc...`` -> ``("sha256", "abc...")`` after validation."""
-    algorithm, _, encoded = validate_digest(digest).partition(":")
+    algorithm, _colon, encoded = validate_digest(digest).partition(":")
     return algorithm, encoded
 
 

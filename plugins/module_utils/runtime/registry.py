@@ -241,7 +241,7 @@ class _Connection:
         same_origin = _origin(url) == _origin(self.endpoint.url)
         sent = self.auth.header(scope) if same_origin else None
         first = True
-        for _ in range(3):
+        for _round in range(3):
             request_headers = dict(headers or {})
             if sent:
                 request_headers["Authorization"] = sent
@@ -255,7 +255,7 @@ class _Connection:
         raise self.auth.needs_credentials()
 
     def _follow(self, method: str, url: str, headers: Dict[str, str], body: Any = None) -> Any:
-        for _ in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             data = body() if callable(body) else body
             response = self.client._send(self.session, self.endpoint, method, url, headers=headers, data=data)
             location = response.headers.get("Location")
@@ -661,7 +661,7 @@ class RegistryClient:
         """
 
         def at(connection: _Connection) -> str:
-            response, _ = self._get_manifest(connection, reference, reference.identifier, "HEAD")
+            response = self._get_manifest(connection, reference, reference.identifier, "HEAD")[0]
             media_type = normalize_content_type(response.headers.get("Content-Type"))
             announced = response.headers.get("Docker-Content-Digest") or reference.digest
             if announced is not None:

@@ -247,7 +247,7 @@ def test_host_platform_comes_from_uname(monkeypatch: pytest.MonkeyPatch) -> None
         sysname = "Linux"
         machine = "aarch64"
 
-    monkeypatch.setattr(m.os, "uname", lambda: Uname())
+    monkeypatch.setattr(m.os, "uname", Uname)
     assert m.host_platform() == m.Platform("linux", "arm64", "")
 
 

@@ -103,7 +103,7 @@ def test_manifest_by_digest_is_verified(fake: FakeRegistry) -> None:
 
 
 def test_announced_digest_that_does_not_match_is_refused(fake: FakeRegistry) -> None:
-    body, _ = fake.manifests[("app", "v1")]
+    body = fake.manifests[("app", "v1")][0]
     fake.script(
         "GET",
         "/manifests/v1",
@@ -116,7 +116,7 @@ def test_announced_digest_that_does_not_match_is_refused(fake: FakeRegistry) -> 
 
 
 def test_content_type_other_than_media_type_is_refused(fake: FakeRegistry) -> None:
-    body, _ = fake.manifests[("app", "v1")]
+    body = fake.manifests[("app", "v1")][0]
     fake.script("GET", "/manifests/v1", 200, body=body, headers={"Content-Type": OCI_INDEX})
     with client() as c, pytest.raises(ManifestError, match="CVE-2021-41190"):
         c.resolve(ref(fake))
