@@ -679,7 +679,7 @@ def _exec(plan: _Plan, err_write: int, stage: List[str]) -> NoReturn:
     libc.prctl(libc.PR_SET_PDEATHSIG, 0)
     stage[0] = f"executing {plan.args[0]}"
     try:
-        os.execve(path, plan.args, env)  # noqa: S606 - the container's command, never a shell
+        os.execve(path, plan.args, env)
     except OSError as exc:
         code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_CANNOT_INVOKE
         raise ExecFailed(f'exec: "{plan.args[0]}": {exc.strerror}', code) from None
@@ -701,6 +701,7 @@ def _container_child(plan: _Plan, err_write: int) -> NoReturn:
         if plan.netns_fd is not None:
             stage[0] = "joining the network namespace"
             libc.setns(plan.netns_fd, libc.CLONE_NEWNET)
+            os.close(plan.netns_fd)
         stage[0] = "creating namespaces"
         libc.unshare(plan.unshare_flags)
         if plan.new_network:

@@ -678,12 +678,23 @@ def _mount_sys(root: int, p: RootfsPlan) -> None:
         _remount(root, resolved, flags | libc.MS_RDONLY)
 
 
+def _check_not_proc(item: Mount, resolved: str) -> None:
+    """A mount may not land on the container's / or /proc, even through an image's symlink (CVE-2019-19921)."""
+    if resolved in ("/", "/proc") or resolved.startswith("/proc/"):
+        raise ContainerError(f"mount destination {item.destination} resolves to {resolved} in the container; refusing")
+
+
 def _mount_user(root: int, item: Mount, privileged: bool) -> None:
     set_flags, clear_flags, data = mount_flags(item.options)
     if item.read_only:
         set_flags |= libc.MS_RDONLY
     if item.type == "tmpfs":
-        target, _ = open_in_root(root, item.destination, create="dir")
+        target, resolved = open_in_root(root, item.destination, create="dir")
+        try:
+            _check_not_proc(item, resolved)
+        except ContainerError:
+            os.close(target)
+            raise
         defaults = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
         flags = (defaults | set_flags) & ~clear_flags
         _mount_at(target, "tmpfs", "tmpfs", flags, data or None)
@@ -693,11 +704,15 @@ def _mount_user(root: int, item: Mount, privileged: bool) -> None:
         kind = "dir" if stat.S_ISDIR(os.fstat(source).st_mode) else "file"
         target, resolved = open_in_root(root, item.destination, create=kind)
         target_is_dir = stat.S_ISDIR(os.fstat(target).st_mode)
-        if target_is_dir != (kind == "dir"):
+        try:
+            _check_not_proc(item, resolved)
+            if target_is_dir != (kind == "dir"):
+                raise ContainerError(
+                    f"cannot mount {item.source} on {item.destination}: one is a directory and the other is not"
+                )
+        except ContainerError:
             os.close(target)
-            raise ContainerError(
-                f"cannot mount {item.source} on {item.destination}: one is a directory and the other is not"
-            )
+            raise
         _mount_at(target, _fd_path(source), None, libc.MS_BIND | libc.MS_REC)
     finally:
         os.close(source)
