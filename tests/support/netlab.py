@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -28,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from ansible_collections.berth.containers.plugins.module_utils.runtime import config as berth_config
 from ansible_collections.berth.containers.plugins.module_utils.runtime import ipam, netns, network
 
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin_server.py")
 
 
@@ -219,7 +221,7 @@ class Lab:
                 link["ifname"] for link in links if link.get("master") == self.bridge or link["ifname"] in veths
             ),
             "nft": sorted(
-                line.strip()
+                _COUNTER.sub("counter", line.strip())
                 for line in ruleset.splitlines()
                 if plan.nft_table in line.split() or self.bridge in line or any(owner in line for owner in owners)
             ),

@@ -1,0 +1,175 @@
+"""Network benchmark: container network set-up cost and latency through published ports.
+
+``sudo .venv/bin/python -m bench.net [--requests N]`` prints, for each
+port-forwarding path (nftables DNAT, iptables DNAT, the userland proxy):
+
+* set-up and tear-down cost of one container's network (median of 20,
+  containers created one after the other, as ``berth run`` would);
+* per-connection latency (connect, read a greeting, close) to 127.0.0.1:HOST
+  vs directly to the container address;
+* per-request latency (64-byte echo on one connection) and bulk echo
+  throughput, published vs direct.
+
+Each backend gets its own lab bridge (see tests/support/netlab.py); traffic
+stays on loopback and the lab's namespaces.  Docker's docker-proxy is not
+measured here: starting dockerd rewrites the host's iptables FORWARD policy.
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
+import conftest  # noqa: F401  (puts the collection on sys.path)
+from support.netlab import Lab
+
+from ansible_collections.berth.containers.plugins.module_utils.runtime import network, portproxy
+
+ECHO_PORT = 9000
+GREETING_PORT = 8080
+
+
+def _median_us(samples: List[float]) -> float:
+    return statistics.median(samples) * 1e6
+
+
+def _p90_us(samples: List[float]) -> float:
+    return sorted(samples)[int(len(samples) * 0.9)] * 1e6
+
+
+def connection_latency(host: str, port: int, count: int) -> List[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with socket.create_connection((host, port), timeout=5) as sock:
+            while sock.recv(4096):
+                pass
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def request_latency(host: str, port: int, count: int, warm_up: int = 50) -> List[float]:
+    samples = []
+    payload = b"x" * 64
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count + warm_up):
+            started = time.perf_counter()
+            sock.sendall(payload)
+            got = 0
+            while got < len(payload):
+                got += len(sock.recv(4096))
+            samples.append(time.perf_counter() - started)
+    return samples[warm_up:]
+
+
+def echo_throughput(host: str, port: int, megabytes: int) -> float:
+    """MB/s of data sent and echoed back."""
+    block = b"y" * 65536
+    total = megabytes * 1024 * 1024
+    with socket.create_connection((host, port), timeout=10) as sock:
+        started = time.perf_counter()
+        sent = received = 0
+        sock.setblocking(True)
+        while received < total:
+            if sent < total and sent - received < 4 * 1024 * 1024:
+                sock.sendall(block)
+                sent += len(block)
+            received += len(sock.recv(1 << 20))
+        return megabytes / (time.perf_counter() - started)
+
+
+def setup_cost(lab: Lab, count: int) -> Dict[str, float]:
+    netns_t, connect_t, disconnect_t, delete_t = [], [], [], []
+    made = []
+    for _ in range(count):
+        container_id = lab.new_id()
+        started = time.perf_counter()
+        path = lab.net.create_netns(container_id)
+        created = time.perf_counter()
+        attachment = lab.net.connect(container_id, path, ports=["8080", "53/udp"])
+        connect_t.append(time.perf_counter() - created)
+        netns_t.append(created - started)
+        made.append((container_id, path, attachment))
+    for container_id, path, attachment in made:
+        started = time.perf_counter()
+        lab.net.disconnect(container_id, attachment.to_dict())
+        disconnected = time.perf_counter()
+        network.delete_netns(path)
+        disconnect_t.append(disconnected - started)
+        delete_t.append(time.perf_counter() - disconnected)
+    return {
+        "netns_ms": statistics.median(netns_t) * 1000,
+        "connect_ms": statistics.median(connect_t) * 1000,
+        "disconnect_ms": statistics.median(disconnect_t) * 1000,
+        "delete_netns_ms": statistics.median(delete_t) * 1000,
+    }
+
+
+def measure(backend: str, requests: int, megabytes: int, exec_root: str) -> Dict[str, float]:
+    results: Dict[str, float] = {}
+    with Lab(backend=backend, exec_root=exec_root) as lab:
+        results.update(setup_cost(lab, 20))
+        standin = lab.start(ports=[str(GREETING_PORT), str(ECHO_PORT)], name="bench", tcp=(GREETING_PORT,))
+        standin.servers.append(lab.serve(standin.netns, "bench-echo", tcp=(ECHO_PORT,), udp=(), echo=True))
+        holder = portproxy.hold_published_ports(standin.attachment.to_dict())
+        try:
+            paths: Dict[str, Callable[[int], tuple]] = {
+                "direct": lambda port: (standin.ip, port),
+                "published": lambda port: ("127.0.0.1", standin.host_port(port)),
+            }
+            for label, where in paths.items():
+                connection_latency(*where(GREETING_PORT), 50)  # warm-up (ARP, conntrack, caches)
+                results[f"{label}_conn_us"] = _median_us(connection_latency(*where(GREETING_PORT), requests))
+                results[f"{label}_conn_p90_us"] = _p90_us(connection_latency(*where(GREETING_PORT), requests))
+                results[f"{label}_req_us"] = _median_us(request_latency(*where(ECHO_PORT), requests))
+                results[f"{label}_mb_s"] = echo_throughput(*where(ECHO_PORT), megabytes)
+        finally:
+            holder.close()
+            for server in standin.servers:
+                server.kill()
+                server.wait(5)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--megabytes", type=int, default=64)
+    parser.add_argument("--exec-root-dir", default="/run", help="where lab exec_roots go (tmpfs on real hosts)")
+    args = parser.parse_args()
+    rows = {}
+    for backend in ("nftables", "iptables", "none"):
+        exec_root = tempfile.mkdtemp(prefix="berth-bench-net-", dir=args.exec_root_dir)
+        rows[{"none": "proxy"}.get(backend, backend)] = measure(backend, args.requests, args.megabytes, exec_root)
+    columns = [
+        ("netns_ms", "netns ms"),
+        ("connect_ms", "connect ms"),
+        ("disconnect_ms", "disconn ms"),
+        ("delete_netns_ms", "rm netns ms"),
+        ("direct_conn_us", "direct conn us"),
+        ("published_conn_us", "pub conn us"),
+        ("direct_req_us", "direct req us"),
+        ("published_req_us", "pub req us"),
+        ("direct_mb_s", "direct MB/s"),
+        ("published_mb_s", "pub MB/s"),
+    ]
+    print("path      " + "".join(f"{title:>15}" for _, title in columns))
+    for name, row in rows.items():
+        print(f"{name:<10}" + "".join(f"{row[key]:>15.1f}" for key, _ in columns))
+    for name, row in rows.items():
+        ratio = row["published_conn_us"] / row["direct_conn_us"]
+        print(
+            f"{name}: published/direct per-connection latency = {ratio:.2f}x, per-request = "
+            f"{row['published_req_us'] / row['direct_req_us']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
