@@ -70,15 +70,17 @@ class Dockerd:
     def trust_key_path(self) -> str:
         return os.path.join(self.root, "key.json")
 
-    def write_config(self, config: Dict[str, Any]) -> None:
+    def write_config(self, config: Dict[str, Any], allow_flag_keys: bool = False) -> None:
         """Write the daemon.json dockerd starts with.
 
         dockerd 20.10 creates a trust key in /etc/docker/key.json unless
         ``deprecated-key-path`` (a daemon.json key, there is no flag) points
         elsewhere, so the fixture adds that key to keep /etc/docker untouched.
+        ``allow_flag_keys`` writes keys that clash with the fixture's flags, for
+        tests that show dockerd refusing exactly that.
         """
         clashing = sorted(set(config) & set(FLAG_KEYS))
-        if clashing:
+        if clashing and not allow_flag_keys:
             raise ValueError(f"the fixture passes {clashing} as flags; leave them out of daemon.json")
         content = {"deprecated-key-path": self.trust_key_path, **config}
         with open(self.config_path, "w", encoding="utf-8") as handle:

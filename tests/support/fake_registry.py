@@ -217,7 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes = b"", headers: Optional[Dict[str, str]] = None) -> None:
         self.send_response(status)
         headers = dict(headers or {})
-        headers.setdefault("Content-Length", str(len(body)))
+        if "Transfer-Encoding" not in headers:
+            headers.setdefault("Content-Length", str(len(body)))
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
