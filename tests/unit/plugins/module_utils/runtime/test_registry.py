@@ -128,6 +128,30 @@ def test_oversized_manifest_is_refused_by_content_length(fake: FakeRegistry) -> 
         c.resolve(ref(fake))
 
 
+def chunked(data: bytes, size: int = 65536) -> bytes:
+    """*data* in HTTP/1.1 chunked transfer coding (a body whose length is not announced)."""
+    parts = [b"%x\r\n%s\r\n" % (len(data[i : i + size]), data[i : i + size]) for i in range(0, len(data), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def test_oversized_manifest_without_length_is_refused_while_streaming(fake: FakeRegistry) -> None:
+    headers = {"Content-Type": OCI_MANIFEST, "Transfer-Encoding": "chunked"}
+    fake.script("GET", "/manifests/v1", 200, body=chunked(b" " * (5 * 1024 * 1024)), headers=headers)
+    with client() as c, pytest.raises(ManifestError, match="more than the 4194304 bytes allowed"):
+        c.resolve(ref(fake))
+
+
+def test_oversized_token_answer_is_refused() -> None:
+    with FakeRegistry(auth="bearer", anonymous_pull=True) as fake:
+        fake.add_image("app", [SMALL], tag="v1")
+        headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+        fake.script(
+            "GET", "/token", 200, body=chunked(b'{"token": "' + b"x" * (2 * 1024 * 1024) + b'"}'), headers=headers
+        )
+        with client() as c, pytest.raises(RegistryError, match="token server's answer is more than the 1048576"):
+            c.resolve(ref(fake))
+
+
 def test_missing_image_and_repository_are_not_found(fake: FakeRegistry) -> None:
     with client() as c:
         with pytest.raises(NotFound) as caught:
@@ -311,6 +335,13 @@ def test_server_errors_are_retried(proxy: FaultProxy, tmp_path) -> None:
     with client() as c:
         assert fetch(c, proxy, tmp_path).read_bytes() == LAYER
     assert proxy.count("GET", "/blobs/sha256") == 3
+
+
+def test_slow_answer_times_out_and_is_retried(proxy: FaultProxy, tmp_path) -> None:
+    proxy.delay(r"/blobs/sha256", 1.0, times=1)
+    with client(timeout=(2.0, 0.3)) as c:
+        assert fetch(c, proxy, tmp_path).read_bytes() == LAYER
+    assert proxy.count("GET", "/blobs/sha256") == 2
 
 
 def test_existing_partial_is_resumed(fake: FakeRegistry, tmp_path) -> None:
