@@ -358,7 +358,13 @@ class RegistryAuth:
 
     def _denied(self, scope: str) -> AuthenticationError:
         if self.credentials is None:
-            return self.needs_credentials()
+            repository = scope.split(":")[1] if scope.count(":") >= 2 else scope
+            return AuthenticationError(
+                f"registry {self.registry} requires authentication: give username/password or run `berth login`"
+                f" (or check the name: registries also answer so when repository {repository} does not exist)",
+                status=401,
+                code="UNAUTHORIZED",
+            )
         return AuthenticationError(
             f"registry {self.registry} denied user {self.credentials.username} the access {scope!r} needs;"
             " check the repository name and the user's permissions",

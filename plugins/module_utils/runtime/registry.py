@@ -565,7 +565,8 @@ class RegistryClient:
                 result = operation(self._connection(endpoint, reference))
             except BerthError as exc:
                 unreachable = isinstance(exc, RegistryError) and exc.code in ("UNREACHABLE", "CERTIFICATE")
-                if isinstance(exc, RegistryError) and exc.code == "CERTIFICATE":
+                if isinstance(exc, RegistryError) and exc.code == "CERTIFICATE" and not endpoint.mirror:
+                    # Reported even if the plain-HTTP fallback then fails: it is the error that explains.
                     certificate_error = certificate_error or exc
                 if last:
                     if certificate_error is not None and not endpoint.is_tls:
