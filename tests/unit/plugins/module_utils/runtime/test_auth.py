@@ -220,10 +220,10 @@ def test_refused_token_after_a_fresh_one_is_denied_not_looped() -> None:
         registry_auth.unauthorized(BEARER, SCOPE, sent, False, server)
     anonymous = auth.RegistryAuth("registry.example", None)
     sent = anonymous.unauthorized(BEARER, SCOPE, None, True, TokenServer([(200, {"token": "a"})]))
-    with pytest.raises(
-        AuthenticationError, match="requires authentication: give username/password or run `berth login`"
-    ):
+    with pytest.raises(AuthenticationError) as caught:
         anonymous.unauthorized(BEARER, SCOPE, sent, False, server)
+    assert "requires authentication: give username/password or run `berth login`" in str(caught.value)
+    assert "repository library/nginx does not exist" in str(caught.value)
 
 
 def test_insufficient_scope_fetches_a_token_with_the_wider_scope() -> None:
