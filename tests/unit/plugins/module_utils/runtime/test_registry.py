@@ -318,6 +318,14 @@ def test_blob_longer_than_its_size_is_aborted(proxy: FaultProxy, tmp_path) -> No
     assert os.listdir(tmp_path) == []
 
 
+def test_config_longer_than_its_descriptor_is_refused(proxy: FaultProxy) -> None:
+    with client() as c:
+        resolved = c.resolve(ref(proxy))
+        proxy.pad(r"/blobs/" + resolved.config.digest, b" " * 10)
+        with pytest.raises(IntegrityError, match=f"more than the {resolved.config.size} allowed"):
+            c.fetch_config(resolved)
+
+
 def test_truncated_blob_is_resumed_or_refused(proxy: FaultProxy, tmp_path) -> None:
     proxy.truncate(r"/blobs/sha256", 120_000, times=1)
     with client() as c:
