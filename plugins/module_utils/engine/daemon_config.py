@@ -26,6 +26,24 @@ UNIT_FLAG_KEYS = {
     "hosts": "-H fd:// (docker-ce and Debian's docker.io)",
     "containerd": "--containerd=/run/containerd/containerd.sock (docker-ce)",
 }
+# dockerd matches daemon.json keys against its flag names to find unknown keys,
+# so the singular flag name passes that check -- and is then silently ignored,
+# because the configuration field is named with the plural.
+FLAG_NAMES_OF_KEYS = {
+    "add-runtime": "runtimes",
+    "authorization-plugin": "authorization-plugins",
+    "default-address-pool": "default-address-pools",
+    "default-ulimit": "default-ulimits",
+    "dns-opt": "dns-opts",
+    "exec-opt": "exec-opts",
+    "graph": "data-root",
+    "host": "hosts",
+    "insecure-registry": "insecure-registries",
+    "label": "labels",
+    "log-opt": "log-opts",
+    "registry-mirror": "registry-mirrors",
+    "storage-opt": "storage-opts",
+}
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 CGROUP_DRIVERS = ("cgroupfs", "systemd")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -413,6 +431,11 @@ VALIDATORS: Dict[str, Callable[[str, Any], None]] = {
 
 def validate_key(key: str, value: Any) -> List[str]:
     """Check one key; return warnings (unknown keys), raise ConfigError on a bad value."""
+    if key in FLAG_NAMES_OF_KEYS:
+        raise ConfigError(
+            f"daemon.json key {key!r} is the name of dockerd's command-line flag: dockerd accepts it in "
+            f"daemon.json but ignores its value. Write {FLAG_NAMES_OF_KEYS[key]!r}"
+        )
     check = VALIDATORS.get(key)
     if check is None:
         return [

@@ -167,12 +167,12 @@ def test_hosts_needs_the_unit_override(tmp_path, capsys) -> None:
 
 def test_unknown_keys_warn_or_fail(tmp_path, capsys) -> None:
     path = tmp_path / "daemon.json"
-    warned = ok(capsys, {"path": str(path), "config": {"registry-mirror": ["https://m"]}}, check=True)
-    assert any("'registry-mirror' is not an option this module knows" in w for w in warnings_of(warned))
-    message = failed(capsys, {"path": str(path), "config": {"registry-mirror": ["https://m"]}, "unknown_keys": "fail"})
-    assert "['registry-mirror'] are not options this module knows" in message
+    warned = ok(capsys, {"path": str(path), "config": {"registry-mirrorz": ["https://m"]}}, check=True)
+    assert any("'registry-mirrorz' is not an option this module knows" in w for w in warnings_of(warned))
+    message = failed(capsys, {"path": str(path), "config": {"registry-mirrorz": ["https://m"]}, "unknown_keys": "fail"})
+    assert "['registry-mirrorz'] are not options this module knows" in message
     quiet = ok(
-        capsys, {"path": str(path), "config": {"registry-mirror": ["https://m"]}, "unknown_keys": "ignore"}, True
+        capsys, {"path": str(path), "config": {"registry-mirrorz": ["https://m"]}, "unknown_keys": "ignore"}, True
     )
     assert not warnings_of(quiet)
 

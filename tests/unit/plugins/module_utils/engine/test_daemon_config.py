@@ -130,10 +130,24 @@ def test_every_known_key_has_a_good_or_bad_case() -> None:
 
 def test_unknown_keys_warn_and_mirror_paths_warn() -> None:
     warnings = daemon_config.validate(
-        {"registry-mirror": ["https://x"], "registry-mirrors": ["https://mirror.example.com/docker-hub"]}
+        {"registry-mirrorz": ["https://x"], "registry-mirrors": ["https://mirror.example.com/docker-hub"]}
     )
-    assert any("'registry-mirror' is not an option this module knows" in warning for warning in warnings)
+    assert any("'registry-mirrorz' is not an option this module knows" in warning for warning in warnings)
     assert any("has a path: dockerd 20.10 and older refuse that" in warning for warning in warnings)
+
+
+@pytest.mark.parametrize(
+    ("flag", "key"),
+    [
+        ("registry-mirror", "registry-mirrors"),
+        ("insecure-registry", "insecure-registries"),
+        ("log-opt", "log-opts"),
+        ("graph", "data-root"),
+    ],
+)
+def test_flag_names_are_refused_because_dockerd_ignores_them(flag: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"'{flag}' is the name of dockerd's command-line flag.*Write '{key}'"):
+        daemon_config.validate({flag: ["x"]})
 
 
 def test_insecure_registry_with_scheme_warns() -> None:
