@@ -602,3 +602,62 @@ def test_a_refused_root_symlink_leaves_the_next_layer_inside(env: Env) -> None:
     assert env.read("file") == b"second"
     assert not os.path.exists(os.path.join(env.host, "file"))
     assert not os.path.islink(env.dest)
+
+
+RACER = """
+import os, sys, time
+dest, host = sys.argv[1], sys.argv[2]
+a = os.path.join(dest, "a")
+swaps = 0
+while True:
+    parked = os.path.join(dest, "parked-%d" % swaps)
+    try:
+        os.rename(a, parked)
+        os.symlink(host, a)
+        swaps += 1
+        time.sleep(0.002)
+        os.unlink(a)
+        os.rename(parked, a)
+        time.sleep(0.0002)
+    except OSError:
+        pass
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_openat2", [True, False], ids=["openat2", "walk"])
+def test_racing_a_directory_swap_for_a_symlink_never_writes_outside(env: Env, use_openat2: bool) -> None:
+    """E14 (CVE-2025-47290 class): another process keeps replacing a/ with a symlink to the host tree."""
+    import io
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    tar = t().dir("a")
+    # More new directories than the applier keeps fds for: "a" itself is evicted and opened again.
+    for index in range(600):
+        tar.file(f"a/d{index}/f", b"x")
+    data = tar.tobytes()
+    before = snapshot(env.base, skip=["layer"])
+    interfered = 0
+    for _round in range(3):
+        os.mkdir(env.path("a"))
+        racer = subprocess.Popen([sys.executable, "-c", RACER, env.dest, env.host])
+        try:
+            time.sleep(0.2)  # the racer is spinning before the applier starts
+            try:
+                layers.apply_layer(io.BytesIO(data), env.dest, use_openat2=use_openat2)
+            except LayerError:
+                interfered += 1
+        finally:
+            racer.kill()
+            racer.wait()
+        assert snapshot(env.base, skip=["layer"]) == before, "the racer made the applier write outside"
+        if any(name.startswith("parked-") for name in os.listdir(env.dest)):
+            interfered += 1
+        if os.path.islink(env.path("a")):
+            os.unlink(env.path("a"))
+        shutil.rmtree(env.dest)
+        os.mkdir(env.dest, 0o700)
+    assert interfered, "the racer never got in the way: the test proved nothing"
