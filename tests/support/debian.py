@@ -47,7 +47,7 @@ def _deb822_uris(path: str, suite: str) -> List[str]:
         fields = {}
         for line in stanza.splitlines():
             if line.strip() and not line.startswith(("#", " ")) and ":" in line:
-                key, _, value = line.partition(":")
+                key, value = line.split(":", 1)
                 fields[key.strip().lower()] = value.split()
         if "deb" in fields.get("types", []) and suite in fields.get("suites", []):
             uris += fields.get("uris", [])

@@ -60,7 +60,7 @@ def start() -> int:
             reg.start()
             _say(f"started {reg.url} (pid {reg.pid}) in {reg.start_seconds:.2f} s")
         _ensure_images(reg)
-        _say(f"serving {', '.join(f'{reg.host}/{repo}:latest' for repo, _ in IMAGES)}")
+        _say(f"serving {', '.join(f'{reg.host}/{repo}:latest' for repo, build in IMAGES)}")
         print(reg.url)
     return 0
 

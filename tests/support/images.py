@@ -39,7 +39,9 @@ with it and returns the differences.
 machine's Debian mirror, about 80 s cold, and reused from the cache after.
 """
 
+import json
 import os
+import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -352,8 +354,6 @@ class DebianRecipe:
     history: Tuple[History, ...]
 
     def key_material(self) -> str:
-        import json
-
         return json.dumps(
             {
                 "packages": self.packages,
@@ -459,8 +459,6 @@ def debian_recipe_images(recipe: DebianRecipe, mirror: Optional[str] = None) -> 
         layout.tag("latest", image)
         whiteouts = sum(1 for e in entries if os.path.basename(e.path).startswith(oci.WHITEOUT_PREFIX))
         oci_opaque = sum(1 for e in entries if os.path.basename(e.path) == oci.OPAQUE_MARKER)
-        import shutil
-
         shutil.rmtree(scratch)
         return {
             "packages": list(recipe.packages),

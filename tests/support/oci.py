@@ -142,7 +142,7 @@ def fifo(path: str, mode: int = 0o644, **kwargs: Any) -> Entry:
 
 def whiteout(path: str) -> Entry:
     """``DIR/.wh.NAME``: deletes ``DIR/NAME`` (a file or a whole directory) of the lower layers."""
-    parent, _, name = path.strip("/").rpartition("/")
+    parent, name = os.path.split(path.strip("/"))
     return Entry(f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else f"{WHITEOUT_PREFIX}{name}", "file", mode=0o600)
 
 
@@ -635,7 +635,7 @@ class Layout:
 
     # -- blobs ------------------------------------------------------------------------
     def blob_path(self, digest: str) -> str:
-        algorithm, _, hexpart = digest.partition(":")
+        algorithm, hexpart = digest.split(":", 1) if ":" in digest else ("", digest)
         if algorithm != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
             raise ValueError(f"not a sha256 digest: {digest!r}")
         return os.path.join(self.blobs_dir, hexpart)

@@ -49,8 +49,10 @@ def start_detached(
 ) -> subprocess.Popen:
     """Start *argv* in a new session (setsid) with stdout+stderr appended to *log_path*.
 
-    ``die_with_parent`` ties the child's life to the calling thread's process
-    (PR_SET_PDEATHSIG); leave it off for a service meant to outlive its starter.
+    ``die_with_parent`` sends the child SIGTERM when its starter goes away, so a
+    killed pytest leaves no registry behind.  PR_SET_PDEATHSIG fires when the
+    *thread* that forked exits: start such children from a long-lived thread.
+    Leave it off for a service meant to outlive its starter (the demo registry).
     """
     with open(log_path, "ab") as log:
         return subprocess.Popen(

@@ -13,6 +13,7 @@ tested against.
 """
 
 import base64
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -32,7 +33,7 @@ class RegistryClientError(RuntimeError):
 
 def parse_challenge(header: str) -> Tuple[str, Dict[str, str]]:
     """``Bearer realm="...",service="..."`` -> ("bearer", {"realm": ..., "service": ...})."""
-    scheme, _, rest = header.strip().partition(" ")
+    scheme, rest = header.strip().split(" ", 1) if " " in header.strip() else (header.strip(), "")
     return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
 
 
@@ -145,8 +146,6 @@ class RegistryClient:
             response = self.request("PUT", location, headers=headers, data=source)
         else:
             with open(source, "rb") as handle:
-                import os
-
                 headers["Content-Length"] = str(os.fstat(handle.fileno()).st_size)
                 response = self.request("PUT", location, headers=headers, data=handle)
         if response.status_code != 201:

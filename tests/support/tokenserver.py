@@ -234,7 +234,7 @@ class TokenServer:
         issued_at: Optional[float] = None,
         audience: Optional[str] = None,
         issuer: Optional[str] = None,
-    ) -> Tuple[str, int, float]:
+    ) -> str:
         """Sign a token; tests use the optional arguments to forge expired or foreign tokens."""
         lifetime = self.expires_in if expires_in is None else expires_in
         now = time.time() if issued_at is None else issued_at
@@ -248,7 +248,7 @@ class TokenServer:
             "jti": secrets.token_hex(12),
             "access": access,
         }
-        return self.signer.sign(claims), lifetime, now
+        return self.signer.sign(claims)
 
     # -- life cycle -------------------------------------------------------------------
     def start(self) -> "TokenServer":
@@ -264,7 +264,9 @@ class TokenServer:
             httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name=f"tokenserver-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"tokenserver-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -315,9 +317,10 @@ class TokenServer:
             except ValueError as exc:
                 status, body = 400, {"details": str(exc)}
         if status == 200:
-            token, lifetime, issued = self.issue(user, granted)
-            issued_at = datetime.fromtimestamp(issued, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            body = {"access_token": token, "expires_in": lifetime, "issued_at": issued_at}
+            now = time.time()
+            token = self.issue(user, granted, issued_at=now)
+            issued_at = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = {"access_token": token, "expires_in": self.expires_in, "issued_at": issued_at}
             if method == "GET":
                 body["token"] = token
             else:
@@ -326,11 +329,11 @@ class TokenServer:
         return status, body
 
     def _basic(self, authorization: str) -> Tuple[Optional[str], int, Dict[str, Any]]:
-        scheme, _, value = authorization.partition(" ")
+        scheme, value = authorization.split(" ", 1) if " " in authorization else (authorization, "")
         if scheme.lower() != "basic":
             return None, 401, {"details": "only Basic credentials are accepted here"}
         try:
-            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+            user, password = base64.b64decode(value.strip()).decode().split(":", 1)
         except (ValueError, UnicodeDecodeError):
             return None, 400, {"details": "malformed Basic credentials"}
         if self.users.get(user) != password:

@@ -85,7 +85,7 @@ def test_two_processes_build_once(tmp_path: object) -> None:
     root = str(tmp_path)
     counter = os.path.join(root, "builds")
     body = f'with open({counter!r}, "a") as h:\n    h.write("x")\ntime.sleep(0.5)'
-    children = [_child(root, body) for _ in range(2)]
+    children = [_child(root, body), _child(root, body)]
     outputs = [c.communicate(timeout=60)[0].strip() for c in children]
     assert [c.returncode for c in children] == [0, 0]
     assert outputs[0] == outputs[1] == os.path.join(root, f"thing-{KEY}")
