@@ -2,13 +2,14 @@
 
 Debian 12 and EL9 package pyroute2 0.7 (threaded, synchronous), PyPI has 0.9
 (rewritten on asyncio, with a synchronous ``IPRoute`` wrapper).  Only calls
-verified on both are used: ``link``/``addr``/``route``/``brport`` requests,
-``msg.get(...)`` for attributes, and results always wrapped in ``tuple()``
-(0.7 returns tuples, 0.9 lists or generators).  ``NetNS`` is never used: the
-container side is configured by opening an ``IPRoute`` while the thread is
-inside the namespace (see ``netns.entered``), which needs no helper process
-on either version.  pyroute2 is imported when a :class:`Netlink` is opened,
-never at module import.
+verified on 0.7.2, 0.7.12 and 0.9.7 are used: ``link``/``addr``/``route``/
+``brport`` requests with results wrapped in ``tuple()`` (0.7 returns tuples,
+0.9 lists or generators), and attributes read with ``get_attr("IFLA_...")``
+(0.7.2 has no short-name ``msg.get("ifname")``).  ``NetNS`` is never used:
+the container side is configured by opening an ``IPRoute`` while the thread
+is inside the namespace (see ``netns.entered``), which needs no helper
+process on any version.  pyroute2 is imported when a :class:`Netlink` is
+opened, never at module import.
 """
 
 import errno
@@ -30,15 +31,16 @@ class Link:
 
 
 def _link(msg: Any) -> Link:
-    info = msg.get("IFLA_LINKINFO")
-    kind = info.get("IFLA_INFO_KIND") if info is not None else None
+    # NLAs by their full names through get_attr(): 0.7.2 (Debian 12) has no short-name msg.get("ifname").
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
     return Link(
         index=int(msg.get("index")),
-        name=str(msg.get("ifname")),
+        name=str(msg.get_attr("IFLA_IFNAME")),
         kind=str(kind or ""),
-        master=int(msg.get("master") or 0),
+        master=int(msg.get_attr("IFLA_MASTER") or 0),
         up=bool(int(msg.get("flags") or 0) & 1),
-        mac=str(msg.get("address") or ""),
+        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
     )
 
 
@@ -71,7 +73,11 @@ class Netlink:
                 "(or 'pip install pyroute2'), or run containers with network mode 'host' or 'none'"
             ) from None
         self.NetlinkError = NetlinkError
-        self._ipr = IPRoute(groups=0)
+        try:
+            # No multicast subscriptions: 0.9 subscribes by default and queues every event.
+            self._ipr = IPRoute(groups=0)
+        except TypeError:  # pyroute2 0.7.2 (Debian 12) has no such argument and never subscribes
+            self._ipr = IPRoute()
 
     def __enter__(self) -> "Netlink":
         return self
@@ -141,7 +147,7 @@ class Netlink:
 
     def addresses(self, index: int) -> List[ipaddress.IPv4Interface]:
         found = self._call("listing addresses", "get_addr", index=index, family=2)
-        return [ipaddress.IPv4Interface(f"{msg.get('address')}/{msg.get('prefixlen')}") for msg in found]
+        return [ipaddress.IPv4Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg.get('prefixlen')}") for msg in found]
 
     def add_address(self, index: int, interface: ipaddress.IPv4Interface) -> None:
         self._call(
@@ -161,8 +167,10 @@ class Netlink:
         """(destination, output interface index) of the main table's IPv4 routes."""
         routes = []
         for msg in self._call("listing routes", "route", "dump", family=2):
-            if msg.get("table") != 254 or msg.get("dst") is None:
+            table = msg.get_attr("RTA_TABLE") or msg.get("table")
+            destination = msg.get_attr("RTA_DST")
+            if table != 254 or destination is None:
                 continue
-            network = ipaddress.IPv4Network(f"{msg.get('dst')}/{msg.get('dst_len')}", strict=False)
-            routes.append((network, int(msg.get("oif") or 0)))
+            network = ipaddress.IPv4Network(f"{destination}/{msg.get('dst_len')}", strict=False)
+            routes.append((network, int(msg.get_attr("RTA_OIF") or 0)))
         return routes
