@@ -66,8 +66,17 @@ class Sandbox:
     cgroup_parent: str = field(default_factory=lambda: "berth-test-" + secrets.token_hex(4))
     created_cgroups: List[cgroups.Cgroup] = field(default_factory=list)
 
+    _busybox: Optional[str] = None
+
     def layer(self, name: str = "busybox", **kwargs: bytes) -> str:
         return build_busybox_layer(os.path.join(self.base, "layers", name), **kwargs)
+
+    @property
+    def busybox(self) -> str:
+        """The sandbox's plain busybox layer, built on first use."""
+        if self._busybox is None:
+            self._busybox = self.layer()
+        return self._busybox
 
     def rootfs(self, lowers: Sequence[str], read_only: bool = False) -> RootfsSpec:
         container = tempfile.mkdtemp(prefix="c-", dir=self.base)
@@ -87,7 +96,7 @@ class Sandbox:
             mounts.append(Mount("/usr", source="/usr", read_only=True))
         env = kwargs.pop("env", ["PATH=/bin:/sbin:/usr/bin"])
         return process.ContainerSpec(
-            rootfs=self.rootfs(lowers or [self.layer()]), args=list(args), env=env, mounts=mounts, **kwargs
+            rootfs=self.rootfs(lowers or [self.busybox]), args=list(args), env=env, mounts=mounts, **kwargs
         )
 
     def cgroup(self, resources: Optional[cgroups.Resources] = None, systemd: bool = False) -> cgroups.Cgroup:

@@ -615,12 +615,28 @@ def _mount_dev(root: int, p: RootfsPlan) -> None:
             if name == "core" and not os.path.exists("/proc/kcore"):
                 continue
             os.symlink(link, name, dir_fd=dev)
-        if p.tty:
+        terminal = _terminal_path() if p.tty else None
+        if terminal:
             os.close(os.open("console", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dev))
             console = os.open("console", os.O_PATH | os.O_CLOEXEC, dir_fd=dev)
-            _mount_at(console, _fd_path(0), None, libc.MS_BIND)
+            _mount_at(console, terminal, None, libc.MS_BIND)
     finally:
         os.close(dev)
+
+
+def _terminal_path() -> Optional[str]:
+    """The path of the terminal on fd 0 in this mount namespace, for /dev/console.
+
+    The descriptor itself cannot be the bind source: its mount belongs to
+    the caller's namespace, and the kernel refuses binds across namespaces.
+    """
+    try:
+        path = os.readlink("/proc/self/fd/0")
+        if path.startswith("/dev/") and os.stat(path).st_rdev == os.fstat(0).st_rdev:
+            return path
+    except OSError:
+        pass
+    return None
 
 
 def _bind_device(dev: int, name: str) -> None:
