@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from . import config as berth_config
 from . import ipam, netfilter, netns
-from .errors import Conflict, InvalidArgument, NetworkError
+from .errors import ConfigError, Conflict, InvalidArgument, NetworkError
 from .netlink import Link, Netlink, pyroute2_version
 from .ports import PortSpec, PublishedPort, parse_all, port_taken_error, try_bind
 
@@ -170,6 +170,44 @@ def _read_sysctl(path: str) -> str:
 
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+ADDRESS_POOLS_KEY = "default-address-pools"
+
+AddressPool = Tuple[ipaddress.IPv4Network, int]
+
+
+def address_pools(config: berth_config.DaemonConfig) -> List[AddressPool]:
+    """Docker's ``default-address-pools`` (``[{"base": "10.90.0.0/16", "size": 24}]``), validated."""
+    raw = config.extra.get(ADDRESS_POOLS_KEY)
+    if raw is None:
+        return []
+    where = f"{config.path or 'daemon.json'}: {ADDRESS_POOLS_KEY!r}"
+    if not isinstance(raw, list):
+        raise ConfigError(f'{where} must be a list of objects like {{"base": "10.90.0.0/16", "size": 24}}')
+    pools = []
+    for entry in raw:
+        if not isinstance(entry, dict) or set(entry) - {"base", "size"}:
+            raise ConfigError(f"{where}: {entry!r} must be an object with 'base' and 'size'")
+        try:
+            base = ipaddress.IPv4Network(str(entry.get("base")))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: base {entry.get('base')!r} is not an IPv4 network: {exc}") from None
+        size = entry.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or not base.prefixlen <= size <= 30:
+            raise ConfigError(f"{where}: size {size!r} must be a prefix length from {base.prefixlen} to 30")
+        pools.append((base, size))
+    return pools
+
+
+def pick_pool_subnet(pools: Sequence[AddressPool], taken: Iterable[ipaddress.IPv4Network]) -> ipaddress.IPv4Interface:
+    """The first subnet of the pools that overlaps no host route; the bridge takes its first address."""
+    busy = [network for network in taken if network.prefixlen]
+    for base, size in pools:
+        for subnet in base.subnets(new_prefix=size):
+            if not any(subnet.overlaps(network) for network in busy):
+                return ipaddress.IPv4Interface(f"{subnet.network_address + 1}/{size}")
+    raise NetworkError(
+        f"every subnet of {ADDRESS_POOLS_KEY} overlaps a host route; add a pool or set 'bip' in daemon.json"
+    )
 
 
 class BridgeNetwork:
@@ -184,10 +222,28 @@ class BridgeNetwork:
         self.config = config or berth_config.load()
         self.is_alive = is_alive
         self.runner = runner
-        self.interface = self.config.bridge_network
         self.bridge = self.config.bridge
+        self.interface = self._bridge_interface()
         self.plan = netfilter.FirewallPlan(self.bridge, str(self.interface.network), self.config.ip_masq)
         self.lease_file = ipam.lease_paths(self.config.exec_root, self.bridge)["file"]
+
+    def _bridge_interface(self) -> ipaddress.IPv4Interface:
+        """``bip``; or, with ``default-address-pools`` and no ``bip``, the bridge's pool subnet (Docker's rule).
+
+        Once the bridge exists its address is kept, so every process agrees on
+        the subnet even though the bridge's own route now covers it.
+        """
+        pools = address_pools(self.config)
+        if not pools or self.config.bip != berth_config.DEFAULT_BIP:
+            return self.config.bridge_network
+        with Netlink() as link_api:
+            bridge = link_api.link(self.bridge)
+            if bridge is not None:
+                for address in link_api.addresses(bridge.index):
+                    if any(address.network.subnet_of(base) for base, _ in pools):
+                        return address
+            routes = [network for network, _ in link_api.ipv4_routes()]
+        return pick_pool_subnet(pools, routes)
 
     # ------------------------------------------------------------------ namespaces
 
@@ -348,7 +404,7 @@ class BridgeNetwork:
         for network, _ in link_api.ipv4_routes():
             if network.prefixlen and network.overlaps(subnet):
                 raise NetworkError(
-                    f"the bridge subnet {subnet} ('bip' {self.config.bip}) overlaps the host route {network}; "
+                    f"the bridge subnet {subnet} (of {self.bridge}) overlaps the host route {network}; "
                     "set 'bip' in daemon.json to an unused private range"
                 )
 
@@ -548,7 +604,7 @@ class BridgeNetwork:
         return {"container_id": lease.container_id, "ip": lease.ip, "name": lease.name, "aliases": lease.aliases}
 
     def info(self) -> Dict[str, Any]:
-        """What ``berth info`` shows about networking."""
+        """What ``berth info`` shows: ``backend`` is how published ports work (nftables, iptables or proxy)."""
         try:
             backend = self.backend()
             problem = ""
@@ -557,14 +613,16 @@ class BridgeNetwork:
         table = ipam.read_table(self.lease_file, self.interface)
         conf = f"/proc/sys/net/ipv4/conf/{self.bridge}"
         bridge_present = os.path.exists(conf)
+        forwarding = self.forwarding(backend)
         return {
+            "backend": "proxy" if forwarding == FORWARD_PROXY else backend,
             "bridge": self.bridge,
             "bridge_present": bridge_present,
             "subnet": str(self.interface.network),
             "gateway": str(self.interface.ip),
             "firewall_backend": backend,
             "firewall_problem": problem,
-            "port_forwarding": self.forwarding(backend),
+            "port_forwarding": forwarding,
             "userland_proxy": self.config.userland_proxy,
             "ip_forward": {"configured": self.config.ip_forward, "enabled": _read_sysctl(IP_FORWARD) == "1"},
             "masquerade": {

@@ -5,7 +5,9 @@ containers are namespaces with a tiny TCP/UDP server.  Traffic only goes to
 127.0.0.1, the host's own address and the lab's namespaces.
 """
 
+import ipaddress
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 from support.netlab import EMPTY, Lab, host_address, tcp_request, tcp_request_from, udp_request
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import ipam, netns, network
+from ansible_collections.berth.containers.plugins.module_utils.runtime.config import DEFAULT_BIP
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import Conflict
 
 BACKENDS = ["nftables", "iptables"]
@@ -300,3 +303,25 @@ def test_info_and_teardown_refuses_while_containers_remain(nft_lab: Lab) -> None
     nft_lab.start(serve=False)
     with pytest.raises(Conflict, match="still attached"):
         nft_lab.net.teardown()
+
+
+def test_prune_reapplies_rules_someone_else_flushed(lab: Lab) -> None:
+    """A firewall reload (firewalld, iptables-restore) may drop berth's rules: reconcile restores them."""
+    web = lab.start(ports=["8080"], name="web")
+    port = web.host_port(8080)
+    lab.net.firewall(lab.config.firewall_backend).remove_all()
+    with pytest.raises(ConnectionRefusedError):
+        tcp_request("127.0.0.1", port, timeout=2)
+    report = lab.net.prune([web.container_id])
+    assert report["leases"] == []
+    assert tcp_request("127.0.0.1", port).startswith(b"hello web")
+
+
+def test_default_address_pools_pick_the_bridge_subnet() -> None:
+    base = ipaddress.IPv4Network(f"10.233.{random.randint(0, 255)}.0/24")
+    pools = {"default-address-pools": [{"base": str(base), "size": 26}]}
+    with Lab(backend="nftables", bip=DEFAULT_BIP, extra=pools) as lab:
+        standin = lab.start(serve=False)
+        assert ipaddress.IPv4Address(standin.ip) in base
+        assert standin.attachment.prefixlen == 26
+        assert network.BridgeNetwork(lab.config).interface == lab.net.interface  # the bridge's own route is no obstacle

@@ -1,0 +1,132 @@
+"""The network stage's pure parts: names, modes, attachments, address pools, resolv.conf and hosts."""
+
+import ipaddress
+
+import pytest
+
+from ansible_collections.berth.containers.plugins.module_utils.runtime import network
+from ansible_collections.berth.containers.plugins.module_utils.runtime.config import DaemonConfig
+from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import (
+    ConfigError,
+    InvalidArgument,
+    NetworkError,
+)
+from ansible_collections.berth.containers.plugins.module_utils.runtime.ports import PublishedPort
+
+HEX_ID = "3f2a" + "0" * 60
+
+
+def test_veth_names_fit_ifnamsiz_and_follow_the_id() -> None:
+    assert network.veth_name(HEX_ID) == "vb3f2a000000000"
+    hashed = network.veth_name("my-container")
+    assert len(hashed) == 15
+    assert hashed.startswith("vb")
+    assert hashed == network.veth_name("my-container")
+    assert hashed != network.veth_name("my-container2")
+
+
+def test_mac_follows_the_address() -> None:
+    assert network.mac_for("10.89.0.2") == "02:42:0a:59:00:02"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("", ("bridge", "")),
+        ("bridge", ("bridge", "")),
+        ("default", ("bridge", "")),
+        ("host", ("host", "")),
+        ("none", ("none", "")),
+        ("container:web", ("container", "web")),
+    ],
+)
+def test_modes(mode: str, expected: tuple) -> None:
+    assert network.parse_mode(mode) == expected
+
+
+@pytest.mark.parametrize("mode", ["container:", "macvlan", "bridge:x"])
+def test_bad_modes(mode: str) -> None:
+    with pytest.raises(InvalidArgument, match="network mode"):
+        network.parse_mode(mode)
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "a/b", "-x", "x" * 129, "a b"])
+def test_container_ids_are_safe_as_paths_and_comments(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        network.validate_container_id(bad)
+
+
+def test_attachment_round_trip_and_docker_columns() -> None:
+    attachment = network.Attachment(
+        HEX_ID,
+        netns="/run/berth/netns/x",
+        bridge="berth0",
+        ip="10.89.0.2",
+        prefixlen=16,
+        gateway="10.89.0.1",
+        mac="02:42:0a:59:00:02",
+        host_veth="vb3f2a000000000",
+        ports=[PublishedPort("", 88, 80, "tcp"), PublishedPort("127.0.0.1", 5353, 53, "udp")],
+        firewall="nftables",
+        forwarding="nat",
+        name="web",
+        aliases=["www", "web"],
+    )
+    data = attachment.to_dict()
+    assert data["ports"][0] == {"host_ip": "0.0.0.0", "host_port": 88, "container_port": 80, "protocol": "tcp"}
+    assert network.Attachment.from_dict(data) == attachment
+    assert network.Attachment.from_dict({**data, "future_key": 1}) == attachment
+    assert attachment.ports_summary() == "0.0.0.0:88->80/tcp, 127.0.0.1:5353->53/udp"
+    assert attachment.hosts_names() == ["web", "www"]
+
+
+def test_address_pools_are_validated() -> None:
+    config = DaemonConfig(extra={"default-address-pools": [{"base": "10.90.0.0/16", "size": 24}]})
+    assert network.address_pools(config) == [(ipaddress.IPv4Network("10.90.0.0/16"), 24)]
+    assert network.address_pools(DaemonConfig()) == []
+    for bad in ({"base": "10.90.0.0/16", "size": 8}, {"base": "nope", "size": 24}, {"base": "10.0.0.0/8"}, "x"):
+        with pytest.raises(ConfigError, match="default-address-pools"):
+            network.address_pools(DaemonConfig(extra={"default-address-pools": [bad]}))
+
+
+def test_pool_subnet_skips_host_routes() -> None:
+    pools = [(ipaddress.IPv4Network("10.90.0.0/23"), 24), (ipaddress.IPv4Network("10.91.0.0/16"), 26)]
+    taken = [ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv4Network("10.90.0.128/25")]
+    assert network.pick_pool_subnet(pools, taken) == ipaddress.IPv4Interface("10.90.1.1/24")
+    taken.append(ipaddress.IPv4Network("10.90.1.0/24"))
+    assert network.pick_pool_subnet(pools, taken) == ipaddress.IPv4Interface("10.91.0.1/26")
+    with pytest.raises(NetworkError, match="every subnet of default-address-pools overlaps"):
+        network.pick_pool_subnet(pools[:1], taken)
+
+
+def test_resolv_conf_drops_loopback_servers_and_keeps_the_rest(tmp_path) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("# managed\nsearch example.com\nnameserver 127.0.0.1\nnameserver 10.0.0.53\noptions ndots:2\n")
+    text = network.resolv_conf_for_container(str(host), str(tmp_path / "absent"))
+    assert text == "# managed\nsearch example.com\nnameserver 10.0.0.53\noptions ndots:2\n"
+
+
+def test_resolv_conf_follows_systemd_resolved_upstreams(tmp_path) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n")
+    upstream = tmp_path / "upstream.conf"
+    upstream.write_text("nameserver 192.0.2.53\nnameserver ::1\nsearch lan\n")
+    assert network.resolv_conf_for_container(str(host), str(upstream)) == "nameserver 192.0.2.53\nsearch lan\n"
+
+
+def test_resolv_conf_falls_back_to_dockers_public_servers(tmp_path) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("nameserver 127.0.0.1\nsearch lan\n")
+    text = network.resolv_conf_for_container(str(host), str(tmp_path / "absent"))
+    assert text == "search lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+    assert network.resolv_conf_for_container(str(tmp_path / "none")) == "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+
+
+def test_hosts_file_lists_own_names_and_links() -> None:
+    text = network.hosts_file("web", "10.89.0.2", ["www", "web"], [("10.89.0.3", ["db", "database"]), ("", ["x"])])
+    lines = text.splitlines()
+    assert lines[0] == "127.0.0.1\tlocalhost"
+    assert "10.89.0.2\tweb www" in lines
+    assert lines[-1] == "10.89.0.3\tdb database"
+    assert not any(line.endswith("\tx") for line in lines)
+    assert "10.89" not in network.hosts_file("solo")
