@@ -34,6 +34,83 @@ def _collections_path() -> str:
     return os.path.join(CHECKOUT, ".cache", "collections")
 
 
+def _environment(work: str) -> Dict[str, str]:
+    config = os.path.join(work, "ansible.cfg")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write("[defaults]\n")
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=config,
+        ANSIBLE_COLLECTIONS_PATH=_collections_path(),
+        ANSIBLE_LOCAL_TEMP=os.path.join(work, "local"),
+        ANSIBLE_REMOTE_TEMP=os.path.join(work, "remote"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+    )
+
+
+def _playbook(work: str, playbook: str, extra_args: List[str], timeout: float) -> "subprocess.CompletedProcess[str]":
+    argv = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    return subprocess.run(
+        [*argv, *extra_args, playbook],
+        env=_environment(work),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class PlayRun:
+    """The outcome of a play: exit status, output and the variables it saved."""
+
+    def __init__(self, returncode: int, stdout: str, saved: Dict[str, Any]) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.saved = saved
+
+    def recap(self) -> Dict[str, int]:
+        """The PLAY RECAP counters of localhost (ok, changed, failed, skipped...)."""
+        for line in self.stdout.splitlines():
+            if line.startswith("localhost") and "ok=" in line:
+                return {key: int(value) for key, value in (part.split("=") for part in line.split(":", 1)[1].split())}
+        raise AssertionError(f"no PLAY RECAP in:\n{self.stdout[-3000:]}")
+
+
+def run_role(role: str, variables: Dict[str, Any], check: bool = False, save: Optional[List[str]] = None,
+             timeout: float = 600) -> PlayRun:  # fmt: skip
+    """Apply *role* to localhost (``--check --diff`` with *check*) and save the host variables named in *save*."""
+    with tempfile.TemporaryDirectory(prefix="berth-role-") as work:
+        out = os.path.join(work, "saved.json")
+        saved_vars = "{" + ", ".join(f"{name!r}: {name} | default(None)" for name in save or []) + "}"
+        play = {
+            "hosts": "localhost",
+            "gather_facts": True,
+            "vars": variables,
+            "roles": [role],
+            "post_tasks": [
+                {
+                    "name": "save variables",
+                    "ansible.builtin.copy": {
+                        "content": "{{ " + saved_vars + " | to_json }}",
+                        "dest": out,
+                        "mode": "0600",
+                    },
+                    "check_mode": False,
+                }
+            ],
+        }
+        playbook = os.path.join(work, "play.yml")
+        with open(playbook, "w", encoding="utf-8") as handle:
+            json.dump([play], handle)
+        completed = _playbook(work, playbook, ["--check", "--diff"] if check else [], timeout)
+        saved: Dict[str, Any] = {}
+        if os.path.exists(out):
+            with open(out, encoding="utf-8") as handle:
+                saved = json.load(handle)
+        return PlayRun(completed.returncode, completed.stdout + completed.stderr, saved)
+
+
 def run_tasks(tasks: List[Task], timeout: float = 300) -> List[Dict[str, Any]]:
     """Run *tasks* in one play on localhost; return their registered results."""
     with tempfile.TemporaryDirectory(prefix="berth-play-") as work:
@@ -61,35 +138,7 @@ def run_tasks(tasks: List[Task], timeout: float = 300) -> List[Dict[str, Any]]:
         playbook = os.path.join(work, "play.yml")
         with open(playbook, "w", encoding="utf-8") as handle:
             json.dump([{"hosts": "localhost", "gather_facts": False, "tasks": play_tasks}], handle)
-        config = os.path.join(work, "ansible.cfg")
-        with open(config, "w", encoding="utf-8") as handle:
-            handle.write("[defaults]\n")
-        env = dict(
-            os.environ,
-            ANSIBLE_CONFIG=config,
-            ANSIBLE_COLLECTIONS_PATH=_collections_path(),
-            ANSIBLE_LOCAL_TEMP=os.path.join(work, "local"),
-            ANSIBLE_REMOTE_TEMP=os.path.join(work, "remote"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_DEPRECATION_WARNINGS="0",
-        )
-        completed = subprocess.run(
-            [
-                ANSIBLE_PLAYBOOK,
-                "-i",
-                "localhost,",
-                "-c",
-                "local",
-                "-e",
-                f"ansible_python_interpreter={sys.executable}",
-                playbook,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        completed = _playbook(work, playbook, [], timeout)
         if completed.returncode != 0 or not os.path.exists(out):
             raise AssertionError(
                 f"ansible-playbook failed ({completed.returncode}):\n"
