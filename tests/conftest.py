@@ -12,6 +12,10 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _collection_path() -> None:
+    # The tests' own helpers (tests/support) import as ``support``, under ansible-test too.
+    tests_dir = os.path.join(CHECKOUT, "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
     if f"{os.sep}ansible_collections{os.sep}berth{os.sep}containers" in CHECKOUT:
         return
     base = os.path.join(CHECKOUT, ".cache", "collections")
@@ -21,10 +25,6 @@ def _collection_path() -> None:
         os.symlink(CHECKOUT, link)
     if base not in sys.path:
         sys.path.insert(0, base)
-    # The tests' own helpers (tests/support) import as ``support``.
-    tests_dir = os.path.join(CHECKOUT, "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
 
 
 _collection_path()
