@@ -27,6 +27,11 @@ REQUIRED_TOOLS = {
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
     "openssl": "openssl",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "debootstrap": "debootstrap",
+    "unshare": "util-linux",
+    "chroot": "coreutils",
 }
 
 
@@ -45,6 +50,20 @@ def require_root() -> None:
         pytest.fail(
             "the integration tests run as root: sudo .venv/bin/python -m pytest tests/integration", pytrace=False
         )
+
+
+@pytest.fixture(scope="session")
+def umoci() -> str:
+    """Path of ``umoci`` (an independent unpacker to cross-check layers against)."""
+    require_tools("umoci")
+    return str(shutil.which("umoci"))
+
+
+@pytest.fixture(scope="session")
+def skopeo() -> str:
+    """Path of ``skopeo`` (an independent registry client)."""
+    require_tools("skopeo")
+    return str(shutil.which("skopeo"))
 
 
 @pytest.fixture(scope="session")

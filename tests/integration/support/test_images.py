@@ -15,7 +15,7 @@ from support import images, oci
 
 
 @pytest.fixture
-def unpack() -> Iterator:
+def unpack(umoci: str) -> Iterator:
     """``unpack(fixture, tag)`` -> rootfs path, via ``umoci unpack``; bundles removed afterwards."""
     made: List[str] = []
 
@@ -24,7 +24,7 @@ def unpack() -> Iterator:
         made.append(bundle)
         os.rmdir(bundle)
         result = subprocess.run(
-            ["umoci", "unpack", "--image", fixture.ref(tag), bundle], capture_output=True, text=True, check=False
+            [umoci, "unpack", "--image", fixture.ref(tag), bundle], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
         return os.path.join(bundle, "rootfs")

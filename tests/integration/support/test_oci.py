@@ -167,7 +167,7 @@ def test_index_and_manifest_list(tmp_path: object) -> None:
         index.for_platform("linux/s390x")
 
 
-def test_layout_round_trip_and_skopeo_reads_it(tmp_path: object) -> None:
+def test_layout_round_trip_and_skopeo_reads_it(tmp_path: object, skopeo: str) -> None:
     path = str(tmp_path)
     layout = Layout(path)
     image = layout.add_image([layout.add_layer(ENTRIES)], ImageConfig(cmd=["true"]))
@@ -180,7 +180,7 @@ def test_layout_round_trip_and_skopeo_reads_it(tmp_path: object) -> None:
     loaded = reopened.get("v1")
     assert isinstance(loaded, oci.Image)
     assert loaded.manifest_bytes("oci") == image.manifest_bytes("oci")
-    result = subprocess.run(["skopeo", "inspect", f"oci:{path}:v1"], capture_output=True, text=True, check=True)
+    result = subprocess.run([skopeo, "inspect", f"oci:{path}:v1"], capture_output=True, text=True, check=True)
     inspected = json.loads(result.stdout)
     assert inspected["Digest"] == image.manifest_digest("oci")
     assert inspected["Layers"] == [image.layers[0].digest]

@@ -136,19 +136,24 @@ def _skopeo_args(reg: Registry) -> List[str]:
 
 @pytest.mark.parametrize("fmt", ["oci", "docker"])
 def test_skopeo_inspects_and_copies_from_every_variant(
-    any_registry: Registry, fmt: str, push_busybox: Callable[..., PushResult], unique_repo: str, tmp_path: object
+    skopeo: str,
+    any_registry: Registry,
+    fmt: str,
+    push_busybox: Callable[..., PushResult],
+    unique_repo: str,
+    tmp_path: object,
 ) -> None:
     result = push_busybox(any_registry, repo=unique_repo, fmt=fmt)
     ref = f"docker://{any_registry.reference(unique_repo, result.digest)}"
     args = _skopeo_args(any_registry)
-    inspected = subprocess.run(["skopeo", "inspect", *args, ref], capture_output=True, text=True, check=False)
+    inspected = subprocess.run([skopeo, "inspect", *args, ref], capture_output=True, text=True, check=False)
     assert inspected.returncode == 0, inspected.stderr
     assert json.loads(inspected.stdout)["Digest"] == result.digest
     assert json.loads(inspected.stdout)["Layers"] == result.layer_digests
     dest = os.path.join(str(tmp_path), "copy")
     copy_args = [a.replace("--", "--src-", 1) if a.startswith("--") else a for a in args]
     copied = subprocess.run(
-        ["skopeo", "--insecure-policy", "copy", "--preserve-digests", *copy_args, ref, f"oci:{dest}:copy"],
+        [skopeo, "--insecure-policy", "copy", "--preserve-digests", *copy_args, ref, f"oci:{dest}:copy"],
         capture_output=True,
         text=True,
         check=False,
@@ -159,14 +164,14 @@ def test_skopeo_inspects_and_copies_from_every_variant(
 
 
 def test_skopeo_copies_a_multi_platform_index(
-    registry_tls: Registry, push_busybox: Callable[..., PushResult], unique_repo: str, tmp_path: object
+    skopeo: str, registry_tls: Registry, push_busybox: Callable[..., PushResult], unique_repo: str, tmp_path: object
 ) -> None:
     result = push_busybox(registry_tls, repo=unique_repo, tag="multi")
     dest = os.path.join(str(tmp_path), "all")
     ref = f"docker://{registry_tls.reference(unique_repo, 'multi')}"
     copied = subprocess.run(
         [
-            "skopeo",
+            skopeo,
             "--insecure-policy",
             "copy",
             "--all",
