@@ -431,22 +431,26 @@ class Cgroup:
         if self.version == 2:
             leaf = self.directories[V2_KEY]
             _write(os.path.join(leaf, "cgroup.freeze"), "1" if frozen else "0")
-            events = os.path.join(leaf, "cgroup.events")
-            done = lambda: _keyed_value(_read_optional(events), "frozen") == (1 if frozen else 0)  # noqa: E731
         else:
             state = self._v1("freezer", "freezer.state")
             if state is None:
                 raise CgroupError("the freezer controller is not available on this host")
-            wanted = "FROZEN" if frozen else "THAWED"
-            _write(state, wanted)
-            done = lambda: (_read_optional(state) or "").strip() == wanted  # noqa: E731
+            _write(state, "FROZEN" if frozen else "THAWED")
         deadline = time.monotonic() + timeout
-        while not done():
+        while self._is_frozen() != frozen:
             if time.monotonic() > deadline:
                 raise CgroupError(
                     f"cgroup {self.main_directory} did not {'freeze' if frozen else 'thaw'} in {timeout}s"
                 )
             time.sleep(0.005)
+
+    def _is_frozen(self) -> Optional[bool]:
+        """True when frozen, False when thawed, None in between (v1 FREEZING)."""
+        if self.version == 2:
+            return _keyed_value(_read_optional(os.path.join(self.directories[V2_KEY], "cgroup.events")), "frozen") == 1
+        path = self._v1("freezer", "freezer.state")
+        state = (_read_optional(path) if path else "").strip()
+        return {"FROZEN": True, "THAWED": False}.get(state)
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 5.0) -> None:
         """Signal every process; with SIGKILL, wait until the cgroup is empty."""

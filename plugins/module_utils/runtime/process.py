@@ -45,7 +45,7 @@ from . import capabilities, libc, rootfs, seccomp, users
 from .cgroups import Cgroup, Layout, host_layout, parse_proc_cgroup
 from .config import DEFAULT_EXEC_ROOT
 from .errors import ContainerError, InvalidArgument
-from .rootfs import Mount, RootfsSpec
+from .rootfs import DEFAULT_SHM_SIZE, Mount, RootfsSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_TIMEOUT = 60.0
@@ -107,7 +107,7 @@ class ContainerSpec:
     oom_score_adj: Optional[int] = None
     systemd: Optional[bool] = None
     tty: bool = False
-    shm_size: int = rootfs.DEFAULT_SHM_SIZE
+    shm_size: int = DEFAULT_SHM_SIZE
 
     @property
     def is_systemd(self) -> bool:
@@ -253,7 +253,7 @@ def _require_single_thread() -> None:
 
 
 def _available_capabilities() -> int:
-    _, permitted, _ = libc.capget()
+    permitted = libc.capget()[1]
     bounding = 0
     for number in range(libc.cap_last_cap() + 1):
         try:
@@ -284,7 +284,7 @@ def _rlimits(requested: Mapping[str, Tuple[int, int]]) -> List[Tuple[int, int, i
         if key not in _RLIMITS:
             raise InvalidArgument(f"unknown rlimit {name!r}: use one of {', '.join(sorted(_RLIMITS))}")
         number = _RLIMITS[key]
-        _, current_hard = resource.getrlimit(number)
+        current_hard = resource.getrlimit(number)[1]
         infinity = resource.RLIM_INFINITY
         if current_hard != infinity and (hard == infinity or hard > current_hard):
             raise InvalidArgument(
@@ -477,7 +477,7 @@ def _read_report(fd: int, pid: int, timeout: float) -> Optional[Dict[str, object
                 os.kill(pid, signal.SIGKILL)
             _reap(pid)
             raise ContainerError(f"the container set-up did not finish within {timeout:.0f}s; it was killed")
-        ready, _, _ = select.select([fd], [], [], remaining)
+        ready = select.select([fd], [], [], remaining)[0]
         if not ready:
             continue
         chunk = os.read(fd, 65536)
@@ -606,7 +606,7 @@ def _become(security: _Security, user: users.ExecUser) -> None:
 def _environment(env: Sequence[str], home: str) -> Dict[str, str]:
     result: Dict[str, str] = {}
     for item in env:
-        key, _, value = item.partition("=")
+        key, _sep, value = item.partition("=")
         if key:
             result[key] = value
     result.setdefault("PATH", DEFAULT_PATH)
@@ -709,7 +709,8 @@ def _container_child(plan: _Plan, err_write: int) -> NoReturn:
         libc.mount(None, "/", None, libc.MS_SLAVE | libc.MS_REC)
         _drop_importers()
         stage[0] = "preparing the root filesystem"
-        assert plan.rootfs_plan is not None
+        if plan.rootfs_plan is None:
+            raise ContainerError("internal error: no root filesystem plan")
         root = rootfs.prepare(plan.rootfs_plan)
         stage[0] = "switching root"
         rootfs.pivot(root)
@@ -789,7 +790,7 @@ def exec_in(
             tty=spec.tty,
             cgroup_procs=_cgroup_procs_of(pid, layout),
             rlimits=_rlimits_of(pid),
-            keep_fds=[fd for fd, _ in join_fds],
+            keep_fds=[fd for fd, _flag in join_fds],
             join_fds=join_fds,
         )
         return _fork_and_wait(plan, pidns, timeout, _exec_child)

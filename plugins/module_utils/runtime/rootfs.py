@@ -520,7 +520,7 @@ def prepare(rootfs_plan: RootfsPlan) -> int:
         _mount_sys(root, p)
         for destination in p.extra_tmpfs:
             mode = "755" if destination == "/run" else "1777"
-            target, _ = open_in_root(root, destination, create="dir")
+            target = open_in_root(root, destination, create="dir")[0]
             flags = libc.MS_NOSUID | libc.MS_NODEV | (libc.MS_NOEXEC if destination == "/run/lock" else 0)
             _mount_at(target, "tmpfs", "tmpfs", flags, f"mode={mode}")
         for item in p.mounts:
@@ -545,7 +545,7 @@ def _mount_at(fd: int, source: Optional[str], fstype: Optional[str], flags: int,
 
 def _remount(root: int, resolved: str, flags: int) -> None:
     """Change the flags of the mount just placed at *resolved* (reopened so the lookup crosses it)."""
-    fd, _ = open_in_root(root, resolved)
+    fd = open_in_root(root, resolved)[0]
     try:
         libc.mount(None, _fd_path(fd), None, libc.MS_BIND | libc.MS_REMOUNT | flags)
     finally:
@@ -678,7 +678,7 @@ def _mount_sys(root: int, p: RootfsPlan) -> None:
         _mount_at(cgroup_dir, "cgroup2", "cgroup2", flags | ro)
         return
     _mount_at(cgroup_dir, "tmpfs", "tmpfs", flags, "mode=755")
-    tree, _ = open_in_root(root, resolved)
+    tree = open_in_root(root, resolved)[0]
     try:
         for item in p.cgroup_mounts:
             os.mkdir(item.name, 0o755, dir_fd=tree)
@@ -786,7 +786,7 @@ def _readonly_path(root: int, path: str) -> None:
 def _mask_path(root: int, path: str, devnull: int) -> None:
     """Hide a /proc or /sys path: the host's /dev/null over files, an empty read-only tmpfs over directories."""
     try:
-        fd, _ = open_in_root(root, path)
+        fd = open_in_root(root, path)[0]
     except FileNotFoundError:
         return
     if stat.S_ISDIR(os.fstat(fd).st_mode):

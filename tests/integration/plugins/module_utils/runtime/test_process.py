@@ -33,7 +33,7 @@ def box():
 def status_fields(text):
     fields = {}
     for line in text.splitlines():
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         fields[key] = value.strip()
     return fields
 
@@ -182,7 +182,7 @@ def test_rlimits_and_oom_score_adj(box):
         )
     )
     assert result.stdout.split() == ["64", "500"]
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with pytest.raises(InvalidArgument, match="above this host's hard limit"):
         box.run(box.spec(["true"], rlimits={"nofile": (hard, hard + 1)}))
 
@@ -399,7 +399,7 @@ def test_start_latency(box):
     timings = {}
     for use_seccomp in (True, False):
         samples = []
-        for _ in range(20):
+        for _sample in range(20):
             spec = box.spec(["/bin/true"], seccomp=use_seccomp)
             devnull = os.open(os.devnull, os.O_RDWR)
             began = time.perf_counter()

@@ -103,7 +103,7 @@ def test_privileged_plan_lifts_masks_and_gets_devices():
     assert plan.masked_paths == []
     assert plan.readonly_paths == []
     assert plan.rootfs_flags == 0
-    assert any(name == "null" for name, _, _ in plan.host_devices)
+    assert any(device[0] == "null" for device in plan.host_devices)
 
 
 def test_systemd_plan_adds_tmpfs_unless_mounted(tmp_path):
@@ -229,25 +229,25 @@ def test_create_makes_missing_components_inside(tree):
 
 
 def test_missing_without_create(tree):
-    _, root_fd = tree
+    root_fd = tree[1]
     with pytest.raises(FileNotFoundError):
         rootfs.open_in_root(root_fd, "/nope/x")
 
 
 def test_symlink_loops_are_cut(tree):
-    _, root_fd = tree
+    root_fd = tree[1]
     with pytest.raises(OSError, match="too many levels"):
         rootfs.open_in_root(root_fd, "/loop1/x")
 
 
 def test_file_in_the_middle_of_a_path(tree):
-    _, root_fd = tree
+    root_fd = tree[1]
     with pytest.raises(NotADirectoryError):
         rootfs.open_in_root(root_fd, "/etc/hosts/x", create="dir")
 
 
 def test_no_descriptor_leaks(tree):
-    _, root_fd = tree
+    root_fd = tree[1]
     before = len(os.listdir("/proc/self/fd"))
     for path in ("/abs/hosts", "/up/hosts", "/rel"):
         os.close(rootfs.open_in_root(root_fd, path)[0])
