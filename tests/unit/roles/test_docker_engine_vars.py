@@ -137,7 +137,13 @@ def test_first_class_mirrors_win_and_empty_lists_remove_their_keys() -> None:
     [
         ("RedHat", "upstream", {"hosts": ["fd://"]}, "/usr/bin/dockerd --containerd=/run/containerd/containerd.sock"),
         ("RedHat", "upstream", {"containerd": "/run/other.sock"}, "/usr/bin/dockerd -H fd://"),
-        ("Debian", "distro", {"hosts": ["fd://"]}, "/usr/sbin/dockerd $DOCKER_OPTS"),
+        (
+            "Debian",
+            "distro",
+            {"hosts": ["fd://"]},
+            "/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock $DOCKER_OPTS",
+        ),
+        ("RedHat", "distro", {"hosts": ["fd://"]}, "/usr/bin/dockerd"),
         ("Debian", "upstream", {"hosts": ["fd://"], "containerd": "/run/c.sock"}, "/usr/bin/dockerd"),
     ],
 )
