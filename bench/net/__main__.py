@@ -26,7 +26,7 @@ from typing import Callable, Dict, List
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-import conftest  # noqa: F401  (puts the collection on sys.path)
+import conftest  # noqa: F401  # pylint: disable=unused-import  (puts the collection on sys.path)
 from support.netlab import Lab
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import network, portproxy
@@ -45,7 +45,7 @@ def _p90_us(samples: List[float]) -> float:
 
 def connection_latency(host: str, port: int, count: int) -> List[float]:
     samples = []
-    for _ in range(count):
+    for _request in range(count):
         started = time.perf_counter()
         with socket.create_connection((host, port), timeout=5) as sock:
             while sock.recv(4096):
@@ -59,7 +59,7 @@ def request_latency(host: str, port: int, count: int, warm_up: int = 50) -> List
     payload = b"x" * 64
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _ in range(count + warm_up):
+        for _request in range(count + warm_up):
             started = time.perf_counter()
             sock.sendall(payload)
             got = 0
@@ -88,7 +88,7 @@ def echo_throughput(host: str, port: int, megabytes: int) -> float:
 def setup_cost(lab: Lab, count: int) -> Dict[str, float]:
     netns_t, connect_t, disconnect_t, delete_t = [], [], [], []
     made = []
-    for _ in range(count):
+    for _container in range(count):
         container_id = lab.new_id()
         started = time.perf_counter()
         path = lab.net.create_netns(container_id)
@@ -160,9 +160,9 @@ def main() -> None:
         ("direct_mb_s", "direct MB/s"),
         ("published_mb_s", "pub MB/s"),
     ]
-    print("path      " + "".join(f"{title:>15}" for _, title in columns))
+    print("path      " + "".join(f"{title:>15}" for _key, title in columns))
     for name, row in rows.items():
-        print(f"{name:<10}" + "".join(f"{row[key]:>15.1f}" for key, _ in columns))
+        print(f"{name:<10}" + "".join(f"{row[key]:>15.1f}" for key, _title in columns))
     for name, row in rows.items():
         ratio = row["published_conn_us"] / row["direct_conn_us"]
         print(

@@ -7,15 +7,20 @@ which is a per-namespace switch: the test runs this script through
 real host.  The "other machine" is a second namespace wired to the sandbox by
 a veth pair (10.232.0.0/24).  Prints one JSON object of observations.
 
-Usage: ``python net_sandbox.py nftables|iptables`` with the test's sys.path in PYTHONPATH.
+With ``--docker`` the sandbox first gets what dockerd does to iptables
+(FORWARD policy DROP, a DOCKER-USER chain), to show berth coexists with it.
+
+Usage: ``python net_sandbox.py nftables|iptables [--docker]`` with the
+test's sys.path in PYTHONPATH.
 """
 
 import ipaddress
 import json
 import os
 import socket
+import subprocess
 import sys
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import netns
 from ansible_collections.berth.containers.plugins.module_utils.runtime.netlink import Netlink
@@ -50,11 +55,20 @@ def _wire_outside(lab: Lab) -> str:
     return path
 
 
-def main(backend: str) -> Dict[str, Any]:
+def _imitate_dockerd() -> None:
+    """What dockerd does to iptables' filter table: FORWARD policy DROP, a DOCKER-USER chain first."""
+    rules = [":FORWARD DROP [0:0]", ":DOCKER-USER - [0:0]", "-A FORWARD -j DOCKER-USER", "-A DOCKER-USER -j RETURN"]
+    script = "\n".join(["*filter", *rules, "COMMIT"]) + "\n"
+    subprocess.run(["iptables-restore", "--noflush"], input=script, text=True, check=True)
+
+
+def main(backend: str, docker: bool) -> Dict[str, Any]:
     with Netlink() as host:
         loopback = host.link("lo")
         assert loopback is not None
         host.set_up(loopback.index)
+    if docker:
+        _imitate_dockerd()
     seen: Dict[str, Any] = {}
     with Lab(backend=backend, ip_forward=True) as lab:
         outside = _wire_outside(lab)
@@ -81,13 +95,20 @@ def main(backend: str) -> Dict[str, Any]:
                 server.kill()
                 server.wait(5)
             seen["addresses"] = {"one": one.ip, "two": two.ip, "gateway": gateway, "sandbox": str(SANDBOX_ADDRESS.ip)}
+            seen["docker_user"] = _docker_user_rules()
         finally:
             with Netlink() as host:
                 host.delete_link("uplink")
             netns.delete(outside)
-    seen["links_after"] = sorted(name for _, name in socket.if_nameindex())
+    seen["links_after"] = sorted(name for _index, name in socket.if_nameindex())
+    seen["docker_user_after"] = _docker_user_rules()
     return seen
 
 
+def _docker_user_rules() -> List[str]:
+    saved = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True, check=True).stdout
+    return [line for line in saved.splitlines() if line.startswith("-A DOCKER-USER") and "ACCEPT" in line]
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1])))
+    print(json.dumps(main(sys.argv[1], docker="--docker" in sys.argv[2:])))

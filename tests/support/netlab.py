@@ -109,7 +109,7 @@ def _free_subnet() -> ipaddress.IPv4Interface:
         dst = route.get("dst", "")
         if dst and dst != "default":
             used.add(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
-    for _ in range(100):
+    for _attempt in range(100):
         candidate = ipaddress.IPv4Interface(f"10.231.{random.randint(0, 255)}.1/24")
         if not any(candidate.network.overlaps(network_) for network_ in used):
             return candidate
@@ -192,7 +192,7 @@ class Lab:
         line = proc.stdout.readline() if proc.stdout else ""
         if line.strip() != "ready":
             proc.kill()
-            _, err = proc.communicate(timeout=5)
+            _out, err = proc.communicate(timeout=5)
             raise AssertionError(f"stand-in server did not start: {err}")
         return proc
 

@@ -217,12 +217,17 @@ class NftablesFirewall:
         marker = f"{BASE_PREFIX}{self.plan.fingerprint}"
         return rules is not None and any(rule.comment == marker for rule in rules)
 
-    def ensure(self, wanted: Dict[str, List[Dnat]]) -> bool:
-        """Make the base objects current; True when they were rebuilt, with the DNAT rules of *wanted*."""
-        if self._base_current(self.listing()):
-            return False
-        self._apply(nft_base_commands(self.plan) + self._dnat_commands(wanted))
-        return True
+    def ensure(self, wanted: Dict[str, List[Dnat]], reconcile: bool = False) -> bool:
+        """Make the base objects current; True when they were rebuilt, with the DNAT rules of *wanted*.
+
+        A rebuild, or *reconcile*, also checks Docker's DOCKER-USER chain.
+        """
+        rebuilt = not self._base_current(self.listing())
+        if rebuilt:
+            self._apply(nft_base_commands(self.plan) + self._dnat_commands(wanted))
+        if rebuilt or reconcile:
+            DockerCoexistence(self.plan, self.run).sync(True)
+        return rebuilt
 
     def _dnat_commands(self, wanted: Dict[str, List[Dnat]]) -> List[str]:
         return [nft_dnat_rule(self.plan, owner, dnat) for owner in sorted(wanted) for dnat in wanted[owner]]
@@ -251,6 +256,7 @@ class NftablesFirewall:
         table = f"ip {self.plan.nft_table}"
         if self.present():
             self._apply([f"delete table {table}"])
+        DockerCoexistence(self.plan, self.run).sync(False)
 
 
 # --------------------------------------------------------------------- iptables
@@ -376,10 +382,15 @@ class IptablesFirewall:
         """Delete the jumps into berth's chains, by their exact spec."""
         return {table: ["-D" + rule.text[2:] for rule in rules] for table, rules in self._jumps(saved).items()}
 
-    def ensure(self, wanted: Dict[str, List[Dnat]]) -> bool:
-        """Make the base objects current; True when they were rebuilt, with the DNAT rules of *wanted*."""
+    def ensure(self, wanted: Dict[str, List[Dnat]], reconcile: bool = False) -> bool:
+        """Make the base objects current; True when they were rebuilt, with the DNAT rules of *wanted*.
+
+        A rebuild, or *reconcile*, also checks Docker's DOCKER-USER chain.
+        """
         saved = self.listing()
         if self._base_current(saved):
+            if reconcile:
+                DockerCoexistence(self.plan, self.run).sync(True)
             return False
         sections = self._teardown_lines(saved)
         base = iptables_base_rules(self.plan)
@@ -389,6 +400,7 @@ class IptablesFirewall:
             iptables_dnat_rule(self.plan, owner, dnat) for owner in sorted(wanted) for dnat in wanted[owner]
         ]
         self._apply(sections)
+        DockerCoexistence(self.plan, self.run).sync(True)
         return True
 
     def add(self, owner: str, dnats: Sequence[Dnat]) -> None:
@@ -425,6 +437,58 @@ class IptablesFirewall:
             declared = [chain for chain in chains if chain in saved.chains.get(table, set())]
             sections[table] += [f":{chain} - [0:0]" for chain in declared] + [f"-X {chain}" for chain in declared]
         self._apply(sections)
+        DockerCoexistence(self.plan, self.run).sync(False)
+
+
+DOCKER_USER = "DOCKER-USER"
+
+
+def docker_user_rules(plan: FirewallPlan) -> List[str]:
+    marker = f'-m comment --comment "{BASE_PREFIX}{plan.fingerprint}"'
+    return [
+        f"-I {DOCKER_USER} -i {plan.bridge} {marker} -j ACCEPT",
+        f"-I {DOCKER_USER} -o {plan.bridge} {marker} -j ACCEPT",
+    ]
+
+
+class DockerCoexistence:
+    """Accept the bridge's traffic in Docker's DOCKER-USER chain when dockerd runs on the same host.
+
+    dockerd sets the iptables FORWARD policy to DROP; a drop in any base chain
+    wins over berth's own accept, so without these two rules containers lose
+    outbound traffic, remote clients and (with br_netfilter) each other.
+    DOCKER-USER is the chain Docker keeps for other software's rules.
+    """
+
+    def __init__(
+        self, plan: FirewallPlan, runner: Runner, which: Callable[[str], Optional[str]] = shutil.which
+    ) -> None:
+        self.plan = plan
+        self.run = runner
+        self.available = bool(which("iptables-save") and which("iptables-restore"))
+
+    def sync(self, wanted: bool) -> None:
+        if not self.available:
+            return
+        try:
+            saved = parse_iptables_save(self.run(["iptables-save", "-t", "filter"], None))
+        except CommandFailed:
+            return
+        if DOCKER_USER not in saved.chains.get("filter", set()):
+            return
+        bridge = self.plan.bridge
+        ours = [
+            rule
+            for rule in saved.rules.get("filter", [])
+            if rule.chain == DOCKER_USER
+            and rule.comment.startswith(BASE_PREFIX)
+            and (f"-i {bridge} " in rule.text or f"-o {bridge} " in rule.text)
+        ]
+        current = [rule for rule in ours if rule.comment == f"{BASE_PREFIX}{self.plan.fingerprint}"]
+        if (wanted and len(current) == len(ours) == 2) or (not wanted and not ours):
+            return
+        lines = ["-D" + rule.text[2:] for rule in ours] + (docker_user_rules(self.plan) if wanted else [])
+        self.run(["iptables-restore", "-w", "--noflush"], _restore_script({"filter": lines}))
 
 
 class Firewall(Protocol):
@@ -432,7 +496,7 @@ class Firewall(Protocol):
 
     name: str
 
-    def ensure(self, wanted: Dict[str, List[Dnat]]) -> bool: ...
+    def ensure(self, wanted: Dict[str, List[Dnat]], reconcile: bool = False) -> bool: ...
 
     def add(self, owner: str, dnats: Sequence[Dnat]) -> None: ...
 
@@ -453,7 +517,7 @@ class NoFirewall:
     def __init__(self, plan: FirewallPlan) -> None:
         self.plan = plan
 
-    def ensure(self, wanted: Dict[str, List[Dnat]]) -> bool:
+    def ensure(self, wanted: Dict[str, List[Dnat]], reconcile: bool = False) -> bool:
         return False
 
     def add(self, owner: str, dnats: Sequence[Dnat]) -> None:

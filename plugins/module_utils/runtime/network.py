@@ -240,9 +240,9 @@ class BridgeNetwork:
             bridge = link_api.link(self.bridge)
             if bridge is not None:
                 for address in link_api.addresses(bridge.index):
-                    if any(address.network.subnet_of(base) for base, _ in pools):
+                    if any(address.network.subnet_of(base) for base, _size in pools):
                         return address
-            routes = [network for network, _ in link_api.ipv4_routes()]
+            routes = [network for network, _oif in link_api.ipv4_routes()]
         return pick_pool_subnet(pools, routes)
 
     # ------------------------------------------------------------------ namespaces
@@ -401,7 +401,7 @@ class BridgeNetwork:
 
     def _check_overlap(self, link_api: Netlink) -> None:
         subnet = self.interface.network
-        for network, _ in link_api.ipv4_routes():
+        for network, _oif in link_api.ipv4_routes():
             if network.prefixlen and network.overlaps(subnet):
                 raise NetworkError(
                     f"the bridge subnet {subnet} (of {self.bridge}) overlaps the host route {network}; "
@@ -438,7 +438,7 @@ class BridgeNetwork:
 
         candidates = spec.candidates()
         if not candidates:
-            for _ in range(_EPHEMERAL_ATTEMPTS):
+            for _attempt in range(_EPHEMERAL_ATTEMPTS):
                 port = try_bind(spec.host_ip, 0, spec.protocol)
                 if port and not berth_owner(port):
                     return port
@@ -566,7 +566,7 @@ class BridgeNetwork:
                 firewall.remove(stale)
                 removed += [f"{backend}: {owner}" for owner in sorted(stale)]
             if any(lease.firewall == backend for lease in table.leases.values()):
-                firewall.ensure(self._wanted_dnats(table, backend))
+                firewall.ensure(self._wanted_dnats(table, backend), reconcile=True)
         return removed
 
     def _prune_veths(self, link_api: Netlink, table: ipam.LeaseTable, doomed: List[ipam.Lease]) -> List[str]:

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 from .errors import NetworkError
 from .ports import ANY_ADDRESS, PublishedPort, port_taken_error
@@ -148,7 +148,7 @@ class PortProxy:
         for sock in self._listeners:
             sock.close()
         self._listeners = []
-        for upstream, _ in self._udp_flows.values():
+        for upstream, _last_used in self._udp_flows.values():
             upstream.close()
         self._udp_flows = {}
         self._selector.close()
@@ -157,10 +157,9 @@ class PortProxy:
 
     def _loop(self) -> None:
         while not self._closing:
-            for key, _ in self._selector.select(timeout=min(5.0, self.udp_idle_timeout)):
+            for key, _events in self._selector.select(timeout=min(5.0, self.udp_idle_timeout)):
                 role, detail = key.data
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                sock = cast(socket.socket, key.fileobj)
                 if role == "listener" and detail.protocol == "tcp":
                     self._accept(sock, detail)
                 elif role == "listener":
@@ -171,7 +170,7 @@ class PortProxy:
 
     def _accept(self, listener: socket.socket, forward: Forward) -> None:
         try:
-            client, _ = listener.accept()
+            client, _peer = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from .errors import Conflict, InvalidArgument
 
 PROTOCOLS = ("tcp", "udp")
-ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - a published port without an address means all of them
+ANY_ADDRESS = "0.0.0.0"  # a published port without an address means all of them
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def parse_publish(spec: str) -> List[PortSpec]:
     text = spec.strip()
     protocol = "tcp"
     if "/" in text:
-        text, _, protocol = text.rpartition("/")
+        text, _slash, protocol = text.rpartition("/")
         protocol = protocol.lower()
         if protocol not in PROTOCOLS:
             raise InvalidArgument(f"published port {spec!r}: protocol {protocol!r} is not supported; use tcp or udp")
@@ -162,7 +162,7 @@ def parse_exposed(exposed: Union[Mapping[str, Any], Iterable[str]]) -> List[Port
     """``-P``: every port of an image's ``ExposedPorts`` (``{"80/tcp": {}}``) to an ephemeral host port."""
     specs: List[PortSpec] = []
     for key in sorted(exposed):
-        port_text, _, protocol = str(key).partition("/")
+        port_text, _slash, protocol = str(key).partition("/")
         protocol = (protocol or "tcp").lower()
         if protocol not in PROTOCOLS:
             continue

@@ -19,12 +19,13 @@ from ansible_collections.berth.containers.plugins.module_utils.runtime import ne
 SANDBOX = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "support", "net_sandbox.py")
 
 
-def run_in_sandbox(backend: str) -> Dict[str, Any]:
+def run_in_sandbox(backend: str, docker: bool) -> Dict[str, Any]:
     directory = tempfile.mkdtemp(prefix="berth-net-sandbox-", dir="/run")
     path = netns.create(os.path.join(directory, "host"))
     try:
         proc = subprocess.run(
-            ["nsenter", f"--net={path}", sys.executable, os.path.abspath(SANDBOX), backend],
+            ["nsenter", f"--net={path}", sys.executable, os.path.abspath(SANDBOX), backend]
+            + (["--docker"] if docker else []),
             capture_output=True,
             text=True,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
@@ -38,9 +39,10 @@ def run_in_sandbox(backend: str) -> Dict[str, Any]:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.parametrize("docker", [False, True], ids=["alone", "beside-dockerd"])
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
-def test_hairpin_remote_clients_and_outbound_masquerade(backend: str) -> None:
-    seen = run_in_sandbox(backend)
+def test_hairpin_remote_clients_and_outbound_masquerade(backend: str, docker: bool) -> None:
+    seen = run_in_sandbox(backend, docker)
     addresses = seen["addresses"]
     assert seen["info"]["ip_forward"] == {"configured": True, "enabled": True}
     assert seen["info"]["masquerade"] == {"configured": True, "active": True}
@@ -52,3 +54,7 @@ def test_hairpin_remote_clients_and_outbound_masquerade(backend: str) -> None:
     assert seen["local_only_from_host"].startswith("hello one from")
     assert seen["outbound"] == f"hello outside from {addresses['sandbox']}\n"
     assert seen["links_after"] == ["lo"]
+    if docker:
+        assert len(seen["docker_user"]) == 2, seen["docker_user"]
+        assert all("berth-base:" in rule for rule in seen["docker_user"])
+    assert seen["docker_user_after"] == []

@@ -70,7 +70,7 @@ def test_ten_parallel_connects_get_distinct_addresses_and_all_answer(backend: st
 
 def _cycles(lab: Lab, count: int) -> Dict[str, float]:
     connect, disconnect = [], []
-    for _ in range(count):
+    for _cycle in range(count):
         container_id = lab.new_id()
         path = lab.net.create_netns(container_id)
         started = time.perf_counter()

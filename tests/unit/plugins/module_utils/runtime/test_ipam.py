@@ -137,7 +137,7 @@ def test_parallel_processes_never_share_an_address(tmp_path) -> None:
     for child in children:
         child.join(30)
         assert child.exitcode == 0
-    addresses = [queue.get(timeout=5) for _ in children]
+    addresses = [queue.get(timeout=5) for _child in children]
     assert len(set(addresses)) == 10
     table = ipam.read_table(ipam.lease_paths(str(tmp_path), "bt0")["file"], ipaddress.IPv4Interface("10.231.8.1/24"))
     assert sorted(lease.ip for lease in table.leases.values()) == sorted(addresses)

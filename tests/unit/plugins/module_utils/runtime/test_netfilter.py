@@ -38,7 +38,7 @@ class Recorder:
         return ""
 
     def scripts(self) -> List[str]:
-        return [stdin for _, stdin in self.calls if stdin]
+        return [stdin for _argv, stdin in self.calls if stdin]
 
 
 def test_names_are_per_bridge_and_short_enough_for_iptables() -> None:
@@ -181,7 +181,7 @@ def test_iptables_ensure_rebuilds_replacing_old_jumps() -> None:
     recorder = Recorder(outputs={"iptables-save -t nat": stale, "iptables-save -t filter": SAVE_FILTER})
     firewall = netfilter.IptablesFirewall(PLAN, recorder)
     assert firewall.ensure({"abc": [WEB]}) is True
-    (argv, script), *_ = [call for call in recorder.calls if call[1]]
+    argv, script = next(call for call in recorder.calls if call[1])
     assert argv == ("iptables-restore", "-w", "--noflush")
     lines = script.splitlines()
     deletions = [line for line in lines if line.startswith("-D")]
@@ -241,3 +241,49 @@ def test_a_forced_backend_that_is_missing_is_a_clear_error() -> None:
         netfilter.select_backend("nftables", lambda name: None)
     with pytest.raises(NetworkError, match="iptables-save/iptables-restore are not installed"):
         netfilter.select_backend("iptables", lambda name: None)
+
+
+DOCKER_FILTER = """*filter
+:FORWARD DROP [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+"""
+
+
+def _coexistence(saved: str) -> Tuple[netfilter.DockerCoexistence, Recorder]:
+    recorder = Recorder(outputs={"iptables-save -t filter": saved})
+    return netfilter.DockerCoexistence(PLAN, recorder, which=lambda name: f"/usr/sbin/{name}"), recorder
+
+
+def test_docker_user_gets_accepts_for_the_bridge_once() -> None:
+    coexistence, recorder = _coexistence(DOCKER_FILTER)
+    coexistence.sync(True)
+    assert recorder.scripts() == ["*filter\n" + "\n".join(netfilter.docker_user_rules(PLAN)) + "\nCOMMIT\n"]
+    installed = DOCKER_FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "\n".join(rule.replace("-I ", "-A ", 1) for rule in netfilter.docker_user_rules(PLAN))
+        + "\n-A DOCKER-USER -j RETURN",
+    )
+    coexistence, recorder = _coexistence(installed)
+    coexistence.sync(True)
+    assert recorder.scripts() == []
+    coexistence.sync(False)
+    assert recorder.scripts()[0].count("-D DOCKER-USER") == 2
+
+
+def test_docker_user_rules_of_old_settings_are_replaced_and_no_docker_means_nothing() -> None:
+    old = FirewallPlan("bt42", "10.231.99.0/24", True)
+    stale = DOCKER_FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "\n".join(rule.replace("-I ", "-A ", 1) for rule in netfilter.docker_user_rules(old)),
+    )
+    coexistence, recorder = _coexistence(stale)
+    coexistence.sync(True)
+    script = recorder.scripts()[0]
+    assert script.count("-D DOCKER-USER") == 2
+    assert script.count(f"berth-base:{PLAN.fingerprint}") == 2
+    coexistence, recorder = _coexistence(SAVE_FILTER)
+    coexistence.sync(True)
+    assert recorder.scripts() == []
