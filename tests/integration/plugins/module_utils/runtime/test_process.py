@@ -411,3 +411,41 @@ def test_start_latency(box):
         timings[use_seccomp] = statistics.median(samples)
     print(f"\nstart->exit of /bin/true, median of 20: seccomp {timings[True]:.1f} ms, without {timings[False]:.1f} ms")
     assert timings[True] < 100
+
+
+@pytest.mark.parametrize("dumpable", [False, True], ids=["set-up-non-dumpable", "control-dumpable"])
+def test_exec_set_up_is_hidden_from_the_container(box, monkeypatch, dumpable):
+    """R9 (CVE-2016-9962 / CVE-2019-5736 class): while exec_in sets up inside the container's pid namespace,
+    container processes cannot read its /proc/PID/exe (the host's Python). The control run, made dumpable,
+    shows that the watcher would see it otherwise."""
+    watcher = "while :; do for p in /proc/[0-9]*; do readlink $p/exe; done; sleep 0.02; done"
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    spec = box.spec(["sh", "-c", watcher])
+    started = process.start(spec, None, devnull, write_end, devnull)
+    os.close(write_end)
+    real_look_path = process._look_path
+    real_prctl = process.libc.prctl
+
+    def slow_look_path(command, env):
+        time.sleep(0.5)
+        return real_look_path(command, env)
+
+    def prctl(option, *args):
+        if dumpable and option == process.libc.PR_SET_DUMPABLE:
+            return 0
+        return real_prctl(option, *args)
+
+    monkeypatch.setattr(process, "_look_path", slow_look_path)
+    monkeypatch.setattr(process.libc, "prctl", prctl)
+    try:
+        child = process.exec_in(started.pid, process.ExecSpec.like(spec, ["true"]), devnull, devnull, devnull)
+        wait(child.pid, 10)
+    finally:
+        os.kill(started.pid, 9)
+        wait(started.pid, 5)
+        os.close(devnull)
+    with os.fdopen(read_end) as handle:
+        seen = handle.read()
+    host_python = os.path.realpath(sys.executable)
+    assert (host_python in seen) is dumpable
