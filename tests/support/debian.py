@@ -20,6 +20,7 @@ from typing import List, Sequence
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
 
 class DebianBuildError(RuntimeError):
@@ -119,6 +120,7 @@ def clean_rootfs(rootfs: str) -> None:
 _INSTALL_SCRIPT = r"""
 set -eu
 lower=$1 upper=$2 work=$3 merged=$4 recipe=$5
+shift 5
 options="lowerdir=$lower,upperdir=$upper,workdir=$work,index=off,redirect_dir=off,metacopy=off"
 mount -t overlay overlay -o "$options" "$merged"
 mount -t proc proc "$merged/proc"
@@ -126,7 +128,7 @@ mount --bind /dev "$merged/dev"
 mount --bind /etc/resolv.conf "$merged/etc/resolv.conf"
 printf '#!/bin/sh\nexit 101\n' > "$merged/usr/sbin/policy-rc.d"
 chmod 0755 "$merged/usr/sbin/policy-rc.d"
-chroot "$merged" /usr/bin/env -i PATH="$CHROOT_PATH" HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+chroot "$merged" /usr/bin/env -i PATH="$CHROOT_PATH" HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@" \
   /bin/sh -eu -c "$recipe"
 rm -f "$merged/usr/sbin/policy-rc.d"
 """
@@ -157,6 +159,8 @@ def install_in_overlay(lower: str, scratch: str, packages: Sequence[str], post: 
     env = dict(os.environ, CHROOT_PATH=CHROOT_PATH)
     argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _INSTALL_SCRIPT]
     argv += ["install", lower, upper, work, merged, recipe]
+    # apt in the chroot sees a clean environment; a proxy the host needs is passed on.
+    argv += [f"{name}={os.environ[name]}" for name in PROXY_VARIABLES if os.environ.get(name)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800, env=env)
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-3000:]
