@@ -64,6 +64,8 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 _KEPT_IMPORTERS = (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter)
+# Written to the report pipe right before execve: EOF without it means the set-up died (killed, OOM).
+_EXEC_MARKER = b"\x00"
 
 
 @dataclass
@@ -484,19 +486,33 @@ def _read_report(fd: int, pid: int, timeout: float) -> Optional[Dict[str, object
         if not chunk:
             break
         chunks.append(chunk)
-    if not chunks:
-        return None
+    data = b"".join(chunks)
+    reached_exec = data.startswith(_EXEC_MARKER)
+    payload = data[len(_EXEC_MARKER) :] if reached_exec else data
+    if not payload:
+        if reached_exec:
+            return None
+        status = _reap(pid)[1]
+        return {"message": f"the container set-up died before running the command ({_describe(status)})"}
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(payload)
     except ValueError:
         return {"message": "the container set-up failed and sent an unreadable report"}
 
 
-def _reap(pid: int) -> None:
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        hint = "; out of memory? the memory limit may be too small" if number == signal.SIGKILL else ""
+        return f"killed by signal {number}{hint}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _reap(pid: int) -> Tuple[int, int]:
     try:
-        os.waitpid(pid, 0)
+        return os.waitpid(pid, 0)
     except ChildProcessError:
-        pass
+        return pid, 0
 
 
 # -- the set-up child (runs between fork and execve; must never return) -----------------------------
@@ -678,6 +694,7 @@ def _exec(plan: _Plan, err_write: int, stage: List[str]) -> NoReturn:
     _verify_cwd()
     libc.prctl(libc.PR_SET_PDEATHSIG, 0)
     stage[0] = f"executing {plan.args[0]}"
+    os.write(err_write, _EXEC_MARKER)
     try:
         os.execve(path, plan.args, env)
     except OSError as exc:

@@ -449,3 +449,14 @@ def test_exec_set_up_is_hidden_from_the_container(box, monkeypatch, dumpable):
         seen = handle.read()
     host_python = os.path.realpath(sys.executable)
     assert (host_python in seen) is dumpable
+
+
+def test_a_set_up_killed_midway_is_an_error_not_a_started_container(box, monkeypatch):
+    """A set-up child that dies (say, OOM-killed under a tiny memory limit) never looks like a start."""
+
+    def vanished(*args, **kwargs):
+        os._exit(3)  # as PID 1 of its namespace the child cannot SIGKILL itself; the kernel's OOM killer could
+
+    monkeypatch.setattr(process.users, "resolve_in_container", vanished)
+    with pytest.raises(ContainerError, match="died before running the command \\(exit status 3\\)"):
+        box.run(box.spec(["true"]))
