@@ -26,7 +26,8 @@ from typing import Callable, Dict, List
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-import conftest  # noqa: F401  # pylint: disable=unused-import  (puts the collection on sys.path)
+# Importing the tests' conftest puts the collection on sys.path.
+import conftest  # noqa: F401  # pylint: disable=unused-import
 from support.netlab import Lab
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import network, portproxy
