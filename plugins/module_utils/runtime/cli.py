@@ -277,7 +277,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     except BerthError as exc:
         print(f"berth: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME_ERROR if args.cmd in ("run", "create") else 1
+        if args.cmd in ("run", "create", "exec"):
+            return getattr(exc, "exit_code", EXIT_RUNTIME_ERROR)
+        return 1
     except Exception:
         if args.debug or os.environ.get("BERTH_DEBUG"):
             raise

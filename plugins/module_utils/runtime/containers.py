@@ -110,11 +110,11 @@ class Container:
     def observe(self) -> Dict[str, Any]:
         """The container's state as it really is now (read-only; nothing is written)."""
         state = dict(self.state)
+        monitor_alive = alive(state.get("monitor_pid"), state.get("monitor_start_time"))
+        state["monitor_alive"] = monitor_alive
         if state.get("status") not in ("running", "restarting"):
             return state
         exit_record = self.exit_record()
-        monitor_alive = alive(state.get("monitor_pid"), state.get("monitor_start_time"))
-        state["monitor_alive"] = monitor_alive
         if exit_record and exit_record.get("pid") == state.get("pid"):
             will_restart = monitor_alive and self._restart_pending(exit_record)
             state.update(
@@ -126,6 +126,8 @@ class Container:
             return state
         if alive(state.get("pid"), state.get("pid_start_time")):
             state["status"] = "running"
+            return state
+        if state.get("status") == "restarting" and monitor_alive:
             return state
         if monitor_alive:
             # Exited a moment ago; the monitor is writing exit.json.

@@ -268,9 +268,15 @@ class Monitor:
                 self.reap()
         for stream in open_streams.values():
             stream.flush(self.log)
+            posix.close(stream.fd)
+        _signal.set_wakeup_fd(-1)
+        posix.close(wake_read)
+        posix.close(wake_write)
         if self.status is None:
             self.wait_for_container()
-        return self.finish()
+        code = self.finish()
+        posix.close(self.log.fd)
+        return code
 
     def wait_for_container(self) -> None:
         while self.status is None:

@@ -175,12 +175,19 @@ def _teardown(
     return problems
 
 
-def cleanup(runtime: Runtime, container: Container, remove: bool = False, exited_pid: Optional[int] = None) -> None:
+def cleanup(
+    runtime: Runtime,
+    container: Container,
+    remove: bool = False,
+    exited_pid: Optional[int] = None,
+    restarting: bool = False,
+) -> None:
     """Record how the last run ended and release its resources; idempotent.
 
     With *exited_pid* (the monitor's own call) nothing happens unless the
     recorded run is still that pid's: a newer run started meanwhile keeps
-    its network and cgroup.
+    its network and cgroup.  *restarting* records the run as ending in a
+    restart (the monitor starts the next run right after).
     """
     state = container.state
     if exited_pid is not None and state.get("pid") != exited_pid:
@@ -192,7 +199,7 @@ def cleanup(runtime: Runtime, container: Container, remove: bool = False, exited
         exit_record = container.exit_record()
         if exit_record and exit_record.get("pid") == state.get("pid"):
             changes.update(
-                status="exited",
+                status="restarting" if restarting else "exited",
                 exit_code=exit_record["exit_code"],
                 finished_at=exit_record["finished_at"],
                 oom_killed=exit_record.get("oom_killed", False),
@@ -213,7 +220,7 @@ def cleanup(runtime: Runtime, container: Container, remove: bool = False, exited
     if problems:
         changes["cleanup_error"] = "; ".join(problems)
     runtime.save_state(container, **changes)
-    if remove or container.record.get("auto_remove"):
+    if (remove or container.record.get("auto_remove")) and not restarting:
         runtime._delete(container, volumes=True)
 
 
@@ -303,8 +310,9 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         else:
             runtime.save_state(container, status="exited", exit_code=125, error=message, network=None, cgroup=None)
         os._exit(1)
-    held_fds = [sock.fileno() for sock in getattr(held, "sockets", [])]
-    if held is not None and not held_fds:
+    from .portproxy import PortProxy
+
+    if isinstance(held, PortProxy):
         # The userland proxy runs in threads of this process: keep it, run the loop here.
         _supervise_in_process(runtime, container, started.pid, out_r, err_r, plan, restarts, held)
         return
@@ -325,7 +333,7 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         "max-size": str(_log_max_size(runtime)),
         "max-file": runtime.config.log_opts.get("max-file", "1"),
     }
-    keep = [out_r, err_r, *held_fds]
+    keep = [out_r, err_r, *(sock.fileno() for sock in getattr(held, "sockets", []))]
     _close_all_but(keep)
     for fd in keep:
         os.set_inheritable(fd, True)
@@ -368,7 +376,7 @@ def _after_exit(runtime: Runtime, container_id: str, pid: int, code: int, restar
         os._exit(0)
     stop_requested = os.path.exists(container.path("stop-requested"))
     if monitor.should_restart(container.spec["restart_policy"], code, restarts, stop_requested):
-        cleanup(runtime, container, exited_pid=pid)
+        cleanup(runtime, container, exited_pid=pid, restarting=True)
         fresh = runtime._load(container_id)
         if fresh is not None and not os.path.exists(fresh.path("stop-requested")):
             start_in_monitor(runtime, fresh, restarts + 1, None)
@@ -387,6 +395,7 @@ def launch(runtime: Runtime, container: Container) -> None:
             if os.fork():
                 os._exit(0)
             _redirect_stdio_to_devnull()
+            _close_all_but([report_w])  # the caller's container lock among them
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             start_in_monitor(runtime, container, 0, report_w)
         finally:
@@ -482,7 +491,7 @@ def main(argv: Sequence[str]) -> None:
     pid = exit_record.get("pid") or container.state.get("pid")
     restarts = container.state.get("restart_count", 0)
     if action == "restart":
-        cleanup(runtime, container, exited_pid=pid)
+        cleanup(runtime, container, exited_pid=pid, restarting=True)
         fresh = runtime._load(container_id)
         if fresh is not None and not os.path.exists(fresh.path("stop-requested")):
             start_in_monitor(runtime, fresh, restarts + 1, None)
