@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_detached_logs_and_inspect(host) -> None:
         logs = host.berth("logs", "talker")
         assert logs.stdout == "one\n"
         assert logs.stderr == "two\n"
-        records = [json.loads(line) for line in open(host.runtime().get("talker").log_path)]
+        records = [json.loads(line) for line in Path(host.runtime().get("talker").log_path).read_text().splitlines()]
         assert {(r["stream"], r["log"]) for r in records} == {("stdout", "one\n"), ("stderr", "two\n")}
         inspect = json.loads(host.berth("inspect", "talker").stdout)[0]
         assert inspect["Id"] == cid
@@ -138,7 +139,7 @@ def test_volumes_bind_named_and_tmpfs(host, tmp_path) -> None:
 def test_changes_stay_in_the_container_and_go_with_rm(host) -> None:
     host.berth("run", "--name", "writer", "busybox", "sh", "-c", "echo changed > /etc/motd; rm /bin/ls")
     container = host.runtime().get("writer")
-    assert open(os.path.join(container.path("upper"), "etc", "motd")).read() == "changed\n"
+    assert Path(container.path("upper"), "etc", "motd").read_text() == "changed\n"
     clean = host.berth("run", "--rm", "busybox", "sh", "-c", "cat /etc/motd; test -e /bin/ls && echo ls-here")
     assert "changed" not in clean.stdout
     assert "ls-here" in clean.stdout
@@ -220,10 +221,10 @@ def test_pids_limit_stops_a_fork_bomb(host) -> None:
         deadline = time.monotonic() + 10
         refused = 0
         while time.monotonic() < deadline and refused == 0:
-            refused = int(open(os.path.join(pids_dir, "pids.events")).read().split()[1])
+            refused = int(Path(os.path.join(pids_dir, "pids.events")).read_text().split()[1])
             time.sleep(0.1)
         assert refused > 0, "no fork was refused by the pids limit"
-        assert int(open(os.path.join(pids_dir, "pids.current")).read()) <= 20
+        assert int(Path(os.path.join(pids_dir, "pids.current")).read_text()) <= 20
     finally:
         host.berth("rm", "-f", "bomb")
     assert not os.path.exists(pids_dir)
