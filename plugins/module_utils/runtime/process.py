@@ -293,7 +293,7 @@ def _rlimits(requested: Mapping[str, Tuple[int, int]]) -> List[Tuple[int, int, i
                 f"rlimit {key} hard limit {hard} is above this host's hard limit {current_hard}; "
                 "it cannot be raised without CAP_SYS_RESOURCE: lower it"
             )
-        if soft != infinity and (hard != infinity and soft > hard):
+        if hard != infinity and (soft == infinity or soft > hard):
             raise InvalidArgument(f"rlimit {key}: the soft limit {soft} is above the hard limit {hard}")
         result.append((number, soft, hard))
     return result

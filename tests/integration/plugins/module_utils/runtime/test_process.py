@@ -41,15 +41,20 @@ def status_fields(text):
 def test_pid1_hostname_and_own_mounts(box):
     host_name = socket.gethostname()
     result = box.run(
-        box.spec(["sh", "-c", "echo $$; hostname; ps -o pid; cat /proc/self/mountinfo"], hostname="box1"),
+        box.spec(
+            ["sh", "-c", "echo $$; hostname; cat /proc/sys/kernel/domainname; ps -o pid; cat /proc/self/mountinfo"],
+            hostname="box1",
+            domainname="example.test",
+        ),
         box.cgroup(),
     )
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "1"
     assert lines[1] == "box1"
+    assert lines[2] == "example.test"
     assert socket.gethostname() == host_name
-    pids = [int(line) for line in lines[3:] if line.strip().isdigit()]
+    pids = [int(line) for line in lines[4:] if line.strip().isdigit()]
     assert pids[0] == 1
     assert max(pids) < 10, "only the container's own processes are visible"
     mountpoints = {line.split()[4] for line in lines if line.count(" - ") == 1}

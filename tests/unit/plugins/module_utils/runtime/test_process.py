@@ -68,6 +68,8 @@ def test_rlimits_never_above_the_callers_hard_limit():
             process._rlimits({"nofile": (1, resource.RLIM_INFINITY)})
     with pytest.raises(InvalidArgument, match="soft limit"):
         process._rlimits({"RLIMIT_CORE": (10, 5)})
+    with pytest.raises(InvalidArgument, match="soft limit"):
+        process._rlimits({"core": (resource.RLIM_INFINITY, 5)})
     with pytest.raises(InvalidArgument, match="unknown rlimit"):
         process._rlimits({"bogus": (1, 1)})
 
