@@ -20,7 +20,8 @@ from support.netlab import EMPTY, Lab, host_address, tcp_request, tcp_request_fr
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import ipam, netns, network
 from ansible_collections.berth.containers.plugins.module_utils.runtime.config import DEFAULT_BIP
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import Conflict
+from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import Conflict, NetworkError
+from ansible_collections.berth.containers.plugins.module_utils.runtime.netlink import Netlink
 
 BACKENDS = ["nftables", "iptables"]
 
@@ -330,3 +331,29 @@ def test_default_address_pools_pick_the_bridge_subnet() -> None:
         assert ipaddress.IPv4Address(standin.ip) in base
         assert standin.attachment.prefixlen == 26
         assert network.BridgeNetwork(lab.config).interface == lab.net.interface  # the bridge's own route is no obstacle
+
+
+def test_publish_all_exposed_ports_to_ephemeral_host_ports(nft_lab: Lab) -> None:
+    standin = nft_lab.start(ports=["127.0.0.1::8080"], exposed_ports={"8080/tcp": {}, "53/udp": {}}, udp=(53,))
+    assert [(port.host_ip, port.container_port, port.protocol) for port in standin.attachment.ports] == [
+        ("127.0.0.1", 8080, "tcp"),
+        ("", 53, "udp"),
+    ]
+    assert tcp_request("127.0.0.1", standin.host_port(8080)).startswith(b"hello")
+    assert udp_request("127.0.0.1", standin.host_port(53, "udp"), b"x").endswith(b":x")
+
+
+@pytest.mark.parametrize("neighbour", [False, True], ids=["first-container", "beside-another"])
+def test_a_failure_half_way_rolls_everything_back(lab: Lab, neighbour: bool) -> None:
+    if neighbour:
+        lab.start(ports=["8080"], serve=False)  # its rules and lease must survive the rollback
+    before = lab.snapshot()
+    container_id = lab.new_id()
+    path = lab.net.create_netns(container_id)
+    with netns.entered(path), Netlink() as inside:
+        inside.create_bridge("eth0")  # the name the veth's container end needs is taken
+    with pytest.raises(NetworkError, match="creating veth"):
+        lab.net.connect(container_id, path, ports=["8080", "53/udp"])
+    network.delete_netns(path)
+    assert lab.snapshot() == before
+    assert neighbour or before == EMPTY
