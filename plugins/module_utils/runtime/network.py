@@ -339,9 +339,11 @@ class BridgeNetwork:
                 with self._leases() as table:
                     table.mark_connected(container_id)
             except BaseException:
+                # Roll back; should that fail too, the lease left behind lets prune finish the job.
                 with contextlib.suppress(Exception):
                     link_api.delete_link(veth)
-                self._forget(container_id, {backend})
+                with contextlib.suppress(Exception):
+                    self._forget(container_id, {backend})
                 raise
         attachment.bridge = self.bridge
         attachment.ip = ip
