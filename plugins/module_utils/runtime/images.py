@@ -47,6 +47,43 @@ class PullResult:
 
 
 @dataclass
+class PullPlan:
+    """What a pull would do, found without downloading any blob (check mode).
+
+    ``digest`` is the platform manifest digest and ``image_id`` the config
+    digest the reference names (in the registry when it was asked, else
+    locally); ``before`` is the local image the reference names now.
+    """
+
+    reference: Reference
+    before: Optional[ImageRecord]
+    digest: Optional[str]
+    image_id: Optional[str]
+    pull: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.before is None or self.before.id != self.image_id
+
+
+@dataclass
+class RemovalPlan:
+    """What ``rmi`` does: untag *untag*, and delete the image when *delete*."""
+
+    record: ImageRecord
+    untag: List[str]
+    delete: bool
+
+    def lines(self) -> List[str]:
+        """Docker's ``Untagged: ...`` / ``Deleted: ...`` report of the removal."""
+        lines = [f"Untagged: {parse_reference(tag).display}" for tag in self.untag]
+        if self.delete:
+            lines += [f"Untagged: {repo_digest}" for repo_digest in self.record.repo_digests]
+            lines.append(f"Deleted: {self.record.id}")
+        return lines
+
+
+@dataclass
 class RegistryOptions:
     """How to reach registries for one operation (module/CLI options over daemon.json)."""
 
@@ -139,6 +176,74 @@ class Images:
         reference = parse_reference(text)
         with options.client(self.config) as client:
             return client.manifest_digest(reference, parse_platform(platform) if platform else None)
+
+    def remote_image(self, text: str, options: RegistryOptions, platform: Optional[str] = None) -> Tuple[str, str]:
+        """(platform manifest digest, image id) the registry serves now, from the manifest alone."""
+        from .manifest import parse_platform
+
+        reference = parse_reference(text)
+        with options.client(self.config) as client:
+            resolved = client.resolve(reference, parse_platform(platform) if platform else None)
+            return resolved.digest, resolved.config.digest
+
+    def local_for_pull(self, text: str, platform: Optional[str] = None) -> Optional[ImageRecord]:
+        """The local image *text* names, if it can stand for a pull of *platform* (any platform when None)."""
+        from .manifest import Platform, compatible_platforms, parse_platform
+
+        record = self.find(str(parse_reference(text)))
+        if record is None or not platform:
+            return record
+        local = Platform(*[*record.platform.split("/"), "", ""][:3]).normalized()
+        return record if local in compatible_platforms(parse_platform(platform)) else None
+
+    def plan_pull(
+        self, text: str, options: RegistryOptions, platform: Optional[str] = None, policy: str = "missing"
+    ) -> PullPlan:
+        """Predict :meth:`ensure` exactly, downloading no blob.
+
+        ``policy="missing"`` is satisfied by a local image (of the platform,
+        when one is asked); otherwise the registry is asked: a HEAD of the
+        manifest tells whether the tag still names the platform manifest the
+        local image was pulled as, and when it does not, the manifest itself
+        (not its blobs) names the config, whose digest is the image id a pull
+        would record.  Wrong credentials or a missing image fail here as the
+        pull would.
+        """
+        if policy not in ("missing", "always"):
+            raise InvalidArgument(f"pull policy must be 'missing' or 'always', not {policy!r}")
+        reference = parse_reference(text)
+        before = self.find(str(reference))
+        local = self.local_for_pull(text, platform)
+        if policy == "missing" and local is not None:
+            return PullPlan(reference, before, local.manifest, local.id, pull=False)
+        if local is not None:
+            digest = self.remote_digest(text, options, platform)
+            if digest == local.manifest:
+                return PullPlan(reference, before, digest, local.id, pull=True)
+        digest, image_id = self.remote_image(text, options, platform)
+        return PullPlan(reference, before, digest, image_id, pull=True)
+
+    def ensure(
+        self,
+        text: str,
+        options: Optional[RegistryOptions] = None,
+        platform: Optional[str] = None,
+        policy: str = "missing",
+        progress: Progress = _quiet,
+    ) -> PullPlan:
+        """Make *text* present by *policy*: pull when missing (``missing``) or always (``always``).
+
+        Returns what happened in the shape :meth:`plan_pull` predicts it.
+        """
+        if policy not in ("missing", "always"):
+            raise InvalidArgument(f"pull policy must be 'missing' or 'always', not {policy!r}")
+        reference = parse_reference(text)
+        before = self.find(str(reference))
+        local = self.local_for_pull(text, platform)
+        if policy == "missing" and local is not None:
+            return PullPlan(reference, before, local.manifest, local.id, pull=False)
+        result = self.pull(text, options, platform, progress)
+        return PullPlan(reference, before, result.image.manifest, result.image.id, pull=True)
 
     def pull(
         self,
@@ -283,33 +388,37 @@ class Images:
         self.store.tag(record.id, str(reference))
         return reference
 
+    def plan_remove(self, text: str, users: Callable[[str], List[str]], force: bool = False) -> RemovalPlan:
+        """What :meth:`remove` would do, with the same errors, changing nothing (check mode)."""
+        record = self.get(text)
+        tags = self.store.tags_of(record.id)
+        named_by_tag = not _looks_like_id(text) and "@" not in text
+        if named_by_tag and len(tags) > 1:
+            return RemovalPlan(record, [str(parse_reference(text))], delete=False)
+        in_use = users(record.id)
+        if in_use and force:
+            return RemovalPlan(record, tags, delete=False)
+        if in_use:
+            raise Conflict(
+                f"image {record.id[7:19]} is used by container(s) {', '.join(in_use)}: "
+                "remove them first (or force to untag)"
+            )
+        return RemovalPlan(record, tags, delete=True)
+
     def remove(self, text: str, users: Callable[[str], List[str]], force: bool = False) -> List[str]:
         """``rmi``: untag, and delete the image (and unreferenced layers) once no tag is left.
 
         *users* lists the containers that use an image id.  Returns Docker's
         ``Untagged: ...`` / ``Deleted: ...`` lines.
         """
-        record = self.get(text)
-        lines: List[str] = []
-        tags = self.store.tags_of(record.id)
-        named_by_tag = not _looks_like_id(text) and "@" not in text
-        if named_by_tag and len(tags) > 1:
-            tag = str(parse_reference(text))
-            self.store.untag(tag)
-            return [f"Untagged: {parse_reference(tag).familiar}"]
-        in_use = users(record.id)
-        if in_use and force:
-            for tag in tags:
+        plan = self.plan_remove(text, users, force)
+        if plan.delete:
+            self.store.remove_image(plan.record.id, users(plan.record.id))
+            self.store.collect_garbage()
+        else:
+            for tag in plan.untag:
                 self.store.untag(tag)
-                lines.append(f"Untagged: {parse_reference(tag).familiar}")
-            return lines
-        for tag in self.store.remove_image(record.id, in_use):
-            lines.append(f"Untagged: {parse_reference(tag).familiar}")
-        for data in record.repo_digests:
-            lines.append(f"Untagged: {data}")
-        lines.append(f"Deleted: {record.id}")
-        self.store.collect_garbage()
-        return lines
+        return plan.lines()
 
     def list(self) -> List[Tuple[ImageRecord, List[str]]]:
         index = self.store.read_index()
@@ -359,7 +468,7 @@ class Images:
         config = self.config_of(record)
         return {
             "Id": record.id,
-            "RepoTags": [parse_reference(tag).familiar for tag in self.store.tags_of(record.id)],
+            "RepoTags": [parse_reference(tag).display for tag in self.store.tags_of(record.id)],
             "RepoDigests": list(record.repo_digests),
             "Created": config.get("created", record.created),
             "Author": config.get("author", ""),
