@@ -10,40 +10,21 @@ stays bound to that namespace; other threads of the process are unaffected.
 """
 
 import contextlib
-import ctypes
 import errno
 import os
 from typing import Iterator
 
 from . import fsutil
 from .errors import NetworkError
+from .libc import CLONE_NEWNET, MNT_DETACH, MS_BIND, mount, setns, umount2, unshare
 
-CLONE_NEWNET = 0x40000000
-MS_BIND = 0x1000
-MNT_DETACH = 0x2
 _THREAD_NETNS = "/proc/thread-self/ns/net"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _check(result: int, what: str, path: str) -> None:
-    if result != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}", path)
-
-
-def _setns(fd: int, path: str) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns", path)
 
 
 def _return_to(fd: int) -> None:
     """Go back to the namespace the thread came from; failing that, the thread is unusable."""
     try:
-        _setns(fd, _THREAD_NETNS)
+        setns(fd, CLONE_NEWNET)
     except OSError as exc:
         raise SystemExit(f"berth: cannot return to the original network namespace: {exc}") from None
     finally:
@@ -66,13 +47,13 @@ def create(path: str) -> str:
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
     original = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare", path)
+        unshare(CLONE_NEWNET)
     except OSError as exc:
         os.close(original)
         _unlink(path)
         raise NetworkError(f"cannot create a network namespace at {path}: {exc.strerror}") from None
     try:
-        _check(_libc.mount(_THREAD_NETNS.encode(), path.encode(), None, MS_BIND, None), "mount", path)
+        mount(_THREAD_NETNS, path, None, MS_BIND)
     except OSError as exc:
         _unlink(path)
         raise NetworkError(f"cannot bind-mount a network namespace at {path}: {exc.strerror}") from None
@@ -87,10 +68,11 @@ def delete(path: str) -> None:
     The namespace itself lives on while a process is in it; the caller deletes
     the host end of its veth first (the kernel frees the pair asynchronously).
     """
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOENT):
-            raise NetworkError(f"cannot unmount the network namespace {path}: {os.strerror(code)}")
+    try:
+        umount2(path, MNT_DETACH)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise NetworkError(f"cannot unmount the network namespace {path}: {exc.strerror}") from None
     _unlink(path)
 
 
@@ -108,7 +90,7 @@ def entered(path: str) -> Iterator[None]:
         raise NetworkError(f"cannot open the network namespace {path}: {exc.strerror}") from None
     original = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(target, path)
+        setns(target, CLONE_NEWNET)
     except OSError as exc:
         os.close(original)
         raise NetworkError(f"cannot enter the network namespace {path}: {exc.strerror}") from None
