@@ -23,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 DOCKERD = "/usr/sbin/dockerd"
 BASE_DIR = "/var/tmp"
@@ -45,7 +45,17 @@ def _cmdline(pid: int) -> List[str]:
 class Dockerd:
     """One dockerd with its own state directory and socket."""
 
-    def __init__(self, config: Optional[Dict[str, Any]] = None, root: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        config: Optional[Dict[str, Any]] = None,
+        root: Optional[str] = None,
+        binary: str = DOCKERD,
+        bin_dirs: Tuple[str, ...] = (),
+    ) -> None:
+        """*binary* and *bin_dirs* (searched first for containerd, runc, docker-init) run an engine
+        installed elsewhere, for example into a package manager's install root."""
+        self.binary = binary
+        self.search_path = ":".join([*bin_dirs, "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
         # Short paths: containerd's socket lives under the exec root and unix
         # socket paths are limited to 107 bytes.
         self.root = root or tempfile.mkdtemp(prefix="bd-", dir=BASE_DIR)
@@ -88,7 +98,7 @@ class Dockerd:
 
     def argv(self) -> List[str]:
         return [
-            DOCKERD,
+            self.binary,
             f"--config-file={self.config_path}",
             f"--host=unix://{self.socket_path}",
             f"--data-root={self.data_root}",
@@ -118,7 +128,7 @@ class Dockerd:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.root},
+                env={"PATH": self.search_path, "HOME": self.root},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -150,7 +160,7 @@ class Dockerd:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.root},
+                env={"PATH": self.search_path, "HOME": self.root},
             )
 
     def ping(self) -> bool:
@@ -219,11 +229,18 @@ class Dockerd:
         self._unmount_below_root()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def executable(self) -> str:
+        """The binary the running daemon was started from (from /proc, not from our argv)."""
+        assert self.process is not None
+        return os.readlink(f"/proc/{self.process.pid}/exe")
+
 
 @contextlib.contextmanager
-def dockerd(config: Optional[Dict[str, Any]] = None, start: bool = True) -> Iterator[Dockerd]:
+def dockerd(
+    config: Optional[Dict[str, Any]] = None, start: bool = True, binary: str = DOCKERD, bin_dirs: Tuple[str, ...] = ()
+) -> Iterator[Dockerd]:
     """A dockerd for the duration of a ``with`` block; always stopped and removed afterwards."""
-    daemon = Dockerd(config)
+    daemon = Dockerd(config, binary=binary, bin_dirs=bin_dirs)
     try:
         if start:
             daemon.start()

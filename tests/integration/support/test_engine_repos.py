@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 from support import engine_repos
 from support.ansible_run import run_module
+from support.dockerd import dockerd
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="package managers need root")]
 
@@ -77,6 +78,20 @@ def run(argv: List[str]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
 
 
+def assert_engine_starts_from(root: str) -> None:
+    """Start the dockerd installed below *root* (its containerd, runc, docker-init too) and ask it."""
+    bin_dir = os.path.join(root, "usr", "bin")
+    with dockerd({"registry-mirrors": ["https://mirror.example.com"]}, binary=os.path.join(bin_dir, "dockerd"),
+                 bin_dirs=(bin_dir,)) as daemon:  # fmt: skip
+        assert daemon.executable() == os.path.join(bin_dir, "dockerd")
+        with open(os.path.join(daemon.exec_root, "containerd", "containerd.pid"), encoding="utf-8") as handle:
+            containerd = int(handle.read())
+        assert os.readlink(f"/proc/{containerd}/exe") == os.path.join(bin_dir, "containerd")
+        info = run_module("berth.containers.engine_info", {"docker_host": daemon.docker_host})
+        assert info["engine"]["registry_mirrors"] == ["https://mirror.example.com/"]
+        assert "runc" in info["engine"]["runtimes"]
+
+
 def test_apt_repository_installs_docker_ce_from_the_mirror(served, workdir: str) -> None:
     repos, url = served
     sources = os.path.join(workdir, "sources.list.d", "docker.sources")
@@ -94,6 +109,11 @@ def test_apt_repository_installs_docker_ce_from_the_mirror(served, workdir: str)
     assert sorted(name.split("_")[0] for name in archives if name.endswith(".deb")) == sorted(PACKAGES)
     policy = run(["apt-cache", *options, "policy", "docker-ce"])
     assert f"5:{repos.version}-1~debian.12~bookworm" in policy.stdout
+    unpacked = os.path.join(workdir, "unpacked")
+    for name in archives:
+        if name.endswith(".deb"):
+            assert run(["dpkg-deb", "-x", os.path.join(workdir, "cache", "archives", name), unpacked]).returncode == 0
+    assert_engine_starts_from(unpacked)
 
 
 def test_apt_refuses_the_repository_with_another_key(served, workdir: str) -> None:
@@ -149,6 +169,7 @@ def test_dnf_installs_signed_docker_ce_into_an_empty_root(served, workdir: str, 
     checked = run(["rpm", "--root", root, "-K", *sorted(os.path.join(packages, name) for name in os.listdir(packages))])
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("digests signatures OK") == 3
+    assert_engine_starts_from(root)
 
 
 def test_dnf_refuses_packages_signed_by_another_key(served, workdir: str) -> None:
