@@ -120,6 +120,8 @@ class Dockerd:
         """Start dockerd and wait until it answers /_ping; raise DockerdError with its log otherwise."""
         if self.running():
             return
+        if not os.access(self.binary, os.X_OK):
+            raise DockerdError(f"{self.binary} is missing: run `make setup` (apt-get install docker.io)")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv(),

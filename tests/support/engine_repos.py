@@ -406,8 +406,28 @@ def _build(work: str) -> Dict[str, object]:
     return {"fingerprint": fingerprint, "version": version, "debian_versions": versions}
 
 
+# command -> the Debian package that has it (scripts/apt-packages.txt lists them)
+TOOLS = {
+    "dpkg-deb": "dpkg",
+    "gpg": "gnupg",
+    "rpmbuild": "rpm",
+    "rpmsign": "rpm",
+    "createrepo_c": "createrepo-c",
+    "dockerd": "docker.io",
+}
+
+
+def require_tools() -> None:
+    """Fail with the fix when a tool the build needs is missing."""
+    missing = {tool: package for tool, package in TOOLS.items() if shutil.which(tool) is None}
+    if missing:
+        packages = " ".join(sorted(set(missing.values())))
+        raise RuntimeError(f"missing {', '.join(missing)}: run `make setup` (apt-get install {packages})")
+
+
 def build() -> EngineRepos:
     """The cached repository tree (built on first use)."""
+    require_tools()
     key = recipe_key(source_of(__file__), repr(sorted(debian_versions().items())))
     entry = cached("engine-repos", key, _build)
     facts = build_info(entry)

@@ -19,7 +19,7 @@ from support import engine_repos
 from support.ansible_run import run_module
 from support.dockerd import dockerd
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="package managers need root")]
+pytestmark = pytest.mark.root
 
 UNIT_FIXTURES = os.path.join(
     os.path.dirname(__file__), "..", "..", "unit", "plugins", "module_utils", "engine", "fixtures"

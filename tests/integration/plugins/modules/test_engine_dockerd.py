@@ -7,7 +7,6 @@ itself refuses to start with it -- the reason for the check.
 """
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -16,10 +15,7 @@ import pytest
 from support.ansible_run import Task, rhythm, run_module, run_tasks, warnings_of
 from support.dockerd import Dockerd, dockerd
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root"),
-]
+pytestmark = pytest.mark.root
 
 MIRROR = "https://mirror.example.com"
 DOCKER_CLI = "/usr/bin/docker"
