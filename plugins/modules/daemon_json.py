@@ -222,10 +222,12 @@ class DaemonJson:
         backup = None
         if self.params["backup"] and os.path.exists(self.path):
             backup = self.module.backup_local(self.path)
-        fsutil.makedirs(os.path.dirname(self.path) or ".", 0o755)
-        fsutil.write_atomic(self.path, daemon_config.render(result).encode("utf-8"), mode=0o644)
+        # A daemon.json that is a symlink (to a file kept elsewhere) stays one: write its target.
+        target = os.path.realpath(self.path)
+        fsutil.makedirs(os.path.dirname(target) or ".", 0o755)
+        fsutil.write_atomic(target, daemon_config.render(result).encode("utf-8"), mode=0o644)
         if self.module.selinux_enabled():
-            self.module.set_default_selinux_context(self.path, False)
+            self.module.set_default_selinux_context(target, False)
         return backup
 
     def _record_managed(self, keys: List[str], previous: List[str]) -> None:

@@ -409,6 +409,8 @@ class EngineRepo:
         return changed, {"content": "", "gpg_fingerprint": ""}, diff
 
     def run(self) -> Dict[str, Any]:
+        if self.format == "yum" and self.params["architectures"]:
+            self.warnings.append("architectures applies to apt sources only; yum/dnf use $basearch")
         if self.params["state"] == "present":
             changed, result, diff = self.present()
         else:

@@ -191,3 +191,15 @@ def test_existing_invalid_values_of_other_keys_warn(tmp_path, capsys) -> None:
     path.write_text('{"live-restore": "yes"}')
     result = ok(capsys, {"path": str(path), "config": {"debug": True}}, check=True)
     assert any("already holds an invalid value" in w and "live-restore" in w for w in warnings_of(result))
+
+
+def test_symlinked_file_stays_a_symlink(tmp_path, capsys) -> None:
+    real = tmp_path / "managed" / "daemon.json"
+    real.parent.mkdir()
+    real.write_text('{"debug": true}')
+    link = tmp_path / "daemon.json"
+    link.symlink_to(real)
+    result = ok(capsys, {"path": str(link), "config": {"live-restore": True}})
+    assert result["changed"] is True
+    assert link.is_symlink()
+    assert read(str(real)) == {"debug": True, "live-restore": True}
