@@ -13,17 +13,23 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
 class Task(dict):
-    """One task: ``Task("berth.containers.daemon_json", {...}, check=True)``."""
+    """One task: ``Task("berth.containers.daemon_json", {...}, check=True)``; *environment* is the task keyword."""
 
-    def __init__(self, module: str, args: Optional[Dict[str, Any]] = None, check: bool = False) -> None:
-        super().__init__(module=module, args=args or {}, check=check)
+    def __init__(
+        self,
+        module: str,
+        args: Optional[Dict[str, Any]] = None,
+        check: bool = False,
+        environment: Optional[Dict[str, str]] = None,
+    ) -> None:
+        super().__init__(module=module, args=args or {}, check=check, environment=environment or {})
 
 
 def _collections_path() -> str:
@@ -113,6 +119,13 @@ def run_role(role: str, variables: Dict[str, Any], check: bool = False, save: Op
 
 def run_tasks(tasks: List[Task], timeout: float = 300) -> List[Dict[str, Any]]:
     """Run *tasks* in one play on localhost; return their registered results."""
+    return run_tasks_with_output(tasks, timeout)[0]
+
+
+def run_tasks_with_output(
+    tasks: List[Task], timeout: float = 300, verbosity: int = 0
+) -> Tuple[List[Dict[str, Any]], str]:
+    """:func:`run_tasks`, also returning everything ansible-playbook printed (at ``-v`` * *verbosity*)."""
     with tempfile.TemporaryDirectory(prefix="berth-play-") as work:
         out = os.path.join(work, "results.json")
         play_tasks: List[Dict[str, Any]] = []
@@ -125,6 +138,7 @@ def run_tasks(tasks: List[Task], timeout: float = 300) -> List[Dict[str, Any]]:
                     "diff": True,
                     "register": f"result_{index}",
                     "ignore_errors": True,
+                    **({"environment": task["environment"]} if task.get("environment") else {}),
                 }
             )
         results = "[" + ", ".join(f"result_{index}" for index in range(len(tasks))) + "]"
@@ -138,14 +152,14 @@ def run_tasks(tasks: List[Task], timeout: float = 300) -> List[Dict[str, Any]]:
         playbook = os.path.join(work, "play.yml")
         with open(playbook, "w", encoding="utf-8") as handle:
             json.dump([{"hosts": "localhost", "gather_facts": False, "tasks": play_tasks}], handle)
-        completed = _playbook(work, playbook, [], timeout)
+        completed = _playbook(work, playbook, ["-" + "v" * verbosity] if verbosity else [], timeout)
         if completed.returncode != 0 or not os.path.exists(out):
             raise AssertionError(
                 f"ansible-playbook failed ({completed.returncode}):\n"
                 f"{completed.stdout[-4000:]}\n{completed.stderr[-2000:]}"
             )
         with open(out, encoding="utf-8") as handle:
-            return json.load(handle)
+            return json.load(handle), completed.stdout + completed.stderr
 
 
 def run_module(module: str, args: Optional[Dict[str, Any]] = None, check: bool = False) -> Dict[str, Any]:
