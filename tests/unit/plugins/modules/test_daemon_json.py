@@ -4,8 +4,10 @@ import json
 import os
 import stat
 from typing import Any, Dict, List, Tuple
+from unittest import mock
 
 import pytest
+from ansible.module_utils import _internal as ansible_module_internals
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -13,9 +15,11 @@ from ansible_collections.berth.containers.plugins.modules import daemon_json
 
 
 def run(capsys: pytest.CaptureFixture, args: Dict[str, Any], check: bool = False) -> Tuple[Dict[str, Any], int]:
-    # Each real module run is a process of its own; here warnings would pile up across runs.
+    # Each real module run is a process of its own: no warnings of earlier runs, and not the
+    # controller's display (which modules use once any test imported controller code).
     ansible_warnings._global_warnings.clear()
     with (
+        mock.patch.object(ansible_module_internals, "is_controller", False),
         patch_module_args({**args, "_ansible_check_mode": check, "_ansible_diff": True}),
         pytest.raises(SystemExit) as exited,
     ):

@@ -7,8 +7,10 @@ import os
 import stat
 import threading
 from typing import Any, Dict, Iterator, List, Tuple
+from unittest import mock
 
 import pytest
+from ansible.module_utils import _internal as ansible_module_internals
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -63,8 +65,10 @@ def server() -> Iterator[KeyServer]:
 
 
 def run(capsys: pytest.CaptureFixture, args: Dict[str, Any], check: bool = False) -> Tuple[Dict[str, Any], int]:
+    # As in a module's own process: no earlier warnings, and not the controller's display.
     ansible_warnings._global_warnings.clear()
     with (
+        mock.patch.object(ansible_module_internals, "is_controller", False),
         patch_module_args({**args, "_ansible_check_mode": check, "_ansible_diff": True}),
         pytest.raises(SystemExit) as exited,
     ):
