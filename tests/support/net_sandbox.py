@@ -62,6 +62,23 @@ def _imitate_dockerd() -> None:
     subprocess.run(["iptables-restore", "--noflush"], input=script, text=True, check=True)
 
 
+def _route_to_lab(outside: str, lab: Lab) -> None:
+    """The neighbour routes the lab's subnet via the sandbox, as a LAN peer could."""
+    subprocess.run(
+        [
+            "nsenter",
+            f"--net={outside}",
+            "ip",
+            "route",
+            "add",
+            str(lab.net.interface.network),
+            "via",
+            str(SANDBOX_ADDRESS.ip),
+        ],
+        check=True,
+    )
+
+
 def main(backend: str, docker: bool) -> Dict[str, Any]:
     with Netlink() as host:
         loopback = host.link("lo")
@@ -81,6 +98,8 @@ def main(backend: str, docker: bool) -> Dict[str, Any]:
             seen["hairpin_self"] = _attempt(lambda: tcp_request_from(one.netns, gateway, port))
             seen["hairpin_other"] = _attempt(lambda: tcp_request_from(two.netns, gateway, port))
             seen["from_outside"] = _attempt(lambda: tcp_request_from(outside, str(SANDBOX_ADDRESS.ip), port))
+            _route_to_lab(outside, lab)
+            seen["direct_from_outside"] = _attempt(lambda: tcp_request_from(outside, one.ip, 8080, timeout=1.0))
             local_only = one.host_port(9090)
             seen["local_only_from_outside"] = _attempt(
                 lambda: tcp_request_from(outside, str(SANDBOX_ADDRESS.ip), local_only, timeout=1.0)

@@ -9,10 +9,13 @@ berth's rules and nothing else:
   127.0.0.0/8-sourced flows (needs ``route_localnet`` on the bridge), for
   hairpin flows (``ct status dnat`` from the bridge subnet back into it) and,
   with ``ip-masq``, for outbound traffic; ``forward`` accepts DNAT'd and
-  bridge traffic.
+  bridge traffic; ``isolation`` (raw priority) drops packets for container
+  addresses that arrive from anywhere but the bridge, so a neighbour routing
+  via this host reaches containers only through published ports (Docker's
+  "direct routing" protection).
 * iptables (iptables-nft or legacy): chains ``BERTH-DNAT``, ``BERTH-SNAT``
-  (nat) and ``BERTH-FWD`` (filter), suffixed ``-<bridge>`` for another
-  bridge, with one jump each from the built-in chains.
+  (nat), ``BERTH-FWD`` (filter) and ``BERTH-RAW`` (raw), suffixed
+  ``-<bridge>`` for another bridge, with one jump each from the built-in chains.
 
 The base objects carry a fingerprint of the settings they were made for (a
 rule comment ``berth-base:<hash>``); a mismatch rebuilds them.  Each published
@@ -37,7 +40,7 @@ from .errors import NetworkError
 OWNER_PREFIX = "berth:"
 BASE_PREFIX = "berth-base:"
 # Bumped when the shape of the base objects changes, so old ones are rebuilt.
-BASE_LAYOUT = "1"
+BASE_LAYOUT = "2"
 
 NFTABLES = "nftables"
 IPTABLES = "iptables"
@@ -62,6 +65,7 @@ class FirewallPlan:
     bridge: str
     subnet: str
     masquerade: bool
+    gateway: str = ""
 
     @property
     def suffix(self) -> str:
@@ -84,8 +88,12 @@ class FirewallPlan:
         return f"BERTH-FWD{self.suffix}"
 
     @property
+    def raw_chain(self) -> str:
+        return f"BERTH-RAW{self.suffix}"
+
+    @property
     def fingerprint(self) -> str:
-        text = f"{BASE_LAYOUT}|{self.bridge}|{self.subnet}|{int(self.masquerade)}"
+        text = f"{BASE_LAYOUT}|{self.bridge}|{self.subnet}|{int(self.masquerade)}|{self.gateway}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -174,6 +182,7 @@ def nft_base_commands(plan: FirewallPlan) -> List[str]:
         f"add chain {table} postrouting {{ type nat hook postrouting priority 100; policy accept; }}",
         f"add chain {table} forward {{ type filter hook forward priority 0; policy accept; }}",
         f"add chain {table} hostports",
+        f"add chain {table} isolation {{ type filter hook prerouting priority -300; policy accept; }}",
         f"add rule {table} prerouting fib daddr type local jump hostports {base}",
         f"add rule {table} output fib daddr type local jump hostports",
         f"add rule {table} postrouting oifname {bridge} ip saddr 127.0.0.0/8 masquerade",
@@ -181,7 +190,9 @@ def nft_base_commands(plan: FirewallPlan) -> List[str]:
     ]
     if plan.masquerade:
         commands.append(f"add rule {table} postrouting ip saddr {plan.subnet} oifname != {bridge} masquerade")
+    keep_gateway = f"ip daddr != {plan.gateway} " if plan.gateway else ""
     commands += [
+        f"add rule {table} isolation iifname != {bridge} ip daddr {plan.subnet} {keep_gateway}drop",
         f"add rule {table} forward oifname {bridge} ct status dnat accept",
         f"add rule {table} forward oifname {bridge} ct state established,related accept",
         f"add rule {table} forward iifname {bridge} accept",
@@ -318,13 +329,17 @@ def iptables_base_rules(plan: FirewallPlan) -> Dict[str, List[str]]:
     ]
     if plan.masquerade:
         nat.append(f"-A {plan.snat_chain} -s {plan.subnet} ! -o {bridge} -j MASQUERADE")
+    raw = [f"-A PREROUTING {base} -j {plan.raw_chain}"]
+    if plan.gateway:
+        raw.append(f"-A {plan.raw_chain} -d {plan.gateway}/32 -j RETURN")
+    raw.append(f"-A {plan.raw_chain} -d {plan.subnet} ! -i {bridge} -j DROP")
     filter_rules = [
         f"-I FORWARD 1 {base} -j {plan.forward_chain}",
         f"-A {plan.forward_chain} -o {bridge} -m conntrack --ctstate DNAT -j ACCEPT",
         f"-A {plan.forward_chain} -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         f"-A {plan.forward_chain} -i {bridge} -j ACCEPT",
     ]
-    return {"nat": nat, "filter": filter_rules}
+    return {"nat": nat, "filter": filter_rules, "raw": raw}
 
 
 def _restore_script(sections: Dict[str, List[str]]) -> str:
@@ -348,15 +363,19 @@ class IptablesFirewall:
 
     @property
     def chains(self) -> Dict[str, Tuple[str, ...]]:
-        return {"nat": (self.plan.dnat_chain, self.plan.snat_chain), "filter": (self.plan.forward_chain,)}
+        return {
+            "nat": (self.plan.dnat_chain, self.plan.snat_chain),
+            "filter": (self.plan.forward_chain,),
+            "raw": (self.plan.raw_chain,),
+        }
 
     def _apply(self, sections: Dict[str, List[str]]) -> None:
         if any(sections.values()):
             self.run([self.restore_cmd, "-w", "--noflush"], _restore_script(sections))
 
-    def listing(self, tables: Sequence[str] = ("nat", "filter")) -> SavedTables:
+    def listing(self, tables: Sequence[str] = ()) -> SavedTables:
         saved = SavedTables({}, {})
-        for table in tables:
+        for table in tables or tuple(self.chains):
             part = parse_iptables_save(self.run([self.save_cmd, "-t", table], None))
             saved.rules.update(part.rules)
             saved.chains.update(part.chains)

@@ -224,7 +224,9 @@ class BridgeNetwork:
         self.runner = runner
         self.bridge = self.config.bridge
         self.interface = self._bridge_interface()
-        self.plan = netfilter.FirewallPlan(self.bridge, str(self.interface.network), self.config.ip_masq)
+        self.plan = netfilter.FirewallPlan(
+            self.bridge, str(self.interface.network), self.config.ip_masq, gateway=str(self.interface.ip)
+        )
         self.lease_file = ipam.lease_paths(self.config.exec_root, self.bridge)["file"]
 
     def _bridge_interface(self) -> ipaddress.IPv4Interface:

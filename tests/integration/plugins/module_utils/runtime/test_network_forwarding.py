@@ -51,6 +51,7 @@ def test_hairpin_remote_clients_and_outbound_masquerade(backend: str, docker: bo
     assert seen["hairpin_other"] == f"hello one from {addresses['gateway']}\n"
     assert seen["from_outside"] == "hello one from 10.232.0.2\n"
     assert seen["local_only_from_outside"].startswith("error:")
+    assert seen["direct_from_outside"].startswith("error:"), "container addresses must not be routable from outside"
     assert seen["local_only_from_host"].startswith("hello one from")
     assert seen["outbound"] == f"hello outside from {addresses['sandbox']}\n"
     assert seen["links_after"] == ["lo"]

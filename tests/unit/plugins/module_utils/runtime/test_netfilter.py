@@ -12,7 +12,7 @@ from ansible_collections.berth.containers.plugins.module_utils.runtime import ne
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import NetworkError
 from ansible_collections.berth.containers.plugins.module_utils.runtime.netfilter import Dnat, FirewallPlan
 
-PLAN = FirewallPlan("bt42", "10.231.42.0/24", masquerade=True)
+PLAN = FirewallPlan("bt42", "10.231.42.0/24", masquerade=True, gateway="10.231.42.1")
 DEFAULT_PLAN = FirewallPlan("berth0", "10.89.0.0/16", masquerade=False)
 WEB = Dnat("tcp", "", 8080, "10.231.42.2", 80)
 DNS = Dnat("udp", "127.0.0.1", 5353, "10.231.42.2", 53)
@@ -51,9 +51,10 @@ def test_names_are_per_bridge_and_short_enough_for_iptables() -> None:
 
 
 def test_fingerprint_follows_the_settings() -> None:
-    assert PLAN.fingerprint == FirewallPlan("bt42", "10.231.42.0/24", True).fingerprint
-    assert PLAN.fingerprint != FirewallPlan("bt42", "10.231.42.0/24", False).fingerprint
-    assert PLAN.fingerprint != FirewallPlan("bt42", "10.231.43.0/24", True).fingerprint
+    assert PLAN.fingerprint == FirewallPlan("bt42", "10.231.42.0/24", True, "10.231.42.1").fingerprint
+    assert PLAN.fingerprint != FirewallPlan("bt42", "10.231.42.0/24", False, "10.231.42.1").fingerprint
+    assert PLAN.fingerprint != FirewallPlan("bt42", "10.231.43.0/24", True, "10.231.42.1").fingerprint
+    assert PLAN.fingerprint != FirewallPlan("bt42", "10.231.42.0/24", True, "10.231.42.254").fingerprint
 
 
 def test_nft_base_replaces_the_table_atomically_with_local_dnat_and_masquerade() -> None:
@@ -66,6 +67,8 @@ def test_nft_base_replaces_the_table_atomically_with_local_dnat_and_masquerade()
     assert 'postrouting oifname "bt42" ip saddr 10.231.42.0/24 ct status dnat masquerade' in text
     assert 'ip saddr 10.231.42.0/24 oifname != "bt42" masquerade' in text
     assert f"berth-base:{PLAN.fingerprint}" in text
+    assert "isolation { type filter hook prerouting priority -300;" in text
+    assert 'isolation iifname != "bt42" ip daddr 10.231.42.0/24 ip daddr != 10.231.42.1 drop' in text
     without = "\n".join(netfilter.nft_base_commands(FirewallPlan("bt42", "10.231.42.0/24", False)))
     assert "oifname !=" not in without
 
@@ -161,6 +164,17 @@ COMMIT
 """.replace("FP", PLAN.fingerprint)
 
 
+SAVE_RAW = """*raw
+:PREROUTING ACCEPT [0:0]
+:BERTH-RAW-bt42 - [0:0]
+-A PREROUTING -m comment --comment "berth-base:FP" -j BERTH-RAW-bt42
+-A BERTH-RAW-bt42 -d 10.231.42.1/32 -j RETURN
+-A BERTH-RAW-bt42 -d 10.231.42.0/24 ! -i bt42 -j DROP
+COMMIT
+""".replace("FP", PLAN.fingerprint)
+SAVED = {"iptables-save -t nat": SAVE_NAT, "iptables-save -t filter": SAVE_FILTER, "iptables-save -t raw": SAVE_RAW}
+
+
 def test_parse_iptables_save() -> None:
     saved = netfilter.parse_iptables_save(SAVE_NAT)
     assert "BERTH-DNAT-bt42" in saved.chains["nat"]
@@ -178,7 +192,7 @@ def test_iptables_dnat_rule_matches_what_iptables_save_prints() -> None:
 
 def test_iptables_ensure_rebuilds_replacing_old_jumps() -> None:
     stale = SAVE_NAT.replace(PLAN.fingerprint, "0" * 12)
-    recorder = Recorder(outputs={"iptables-save -t nat": stale, "iptables-save -t filter": SAVE_FILTER})
+    recorder = Recorder(outputs={**SAVED, "iptables-save -t nat": stale})
     firewall = netfilter.IptablesFirewall(PLAN, recorder)
     assert firewall.ensure({"abc": [WEB]}) is True
     argv, script = next(call for call in recorder.calls if call[1])
@@ -192,13 +206,17 @@ def test_iptables_ensure_rebuilds_replacing_old_jumps() -> None:
     assert lines.index(":BERTH-DNAT-bt42 - [0:0]") > lines.index(deletions[0])
     assert f'-I FORWARD 1 -m comment --comment "berth-base:{PLAN.fingerprint}" -j BERTH-FWD-bt42' in lines
     assert netfilter.iptables_dnat_rule(PLAN, "abc", WEB) in lines
+    assert "-A BERTH-RAW-bt42 -d 10.231.42.0/24 ! -i bt42 -j DROP" in lines
+    assert lines.index("-A BERTH-RAW-bt42 -d 10.231.42.1/32 -j RETURN") < lines.index(
+        "-A BERTH-RAW-bt42 -d 10.231.42.0/24 ! -i bt42 -j DROP"
+    )
 
-    current = Recorder(outputs={"iptables-save -t nat": SAVE_NAT, "iptables-save -t filter": SAVE_FILTER})
+    current = Recorder(outputs=SAVED)
     assert netfilter.IptablesFirewall(PLAN, current).ensure({}) is False
 
 
 def test_iptables_remove_and_remove_all() -> None:
-    recorder = Recorder(outputs={"iptables-save -t nat": SAVE_NAT, "iptables-save -t filter": SAVE_FILTER})
+    recorder = Recorder(outputs=SAVED)
     firewall = netfilter.IptablesFirewall(PLAN, recorder)
     assert firewall.owners() == {"abc", "def"}
     assert firewall.remove(["def"]) == 1
@@ -210,6 +228,7 @@ def test_iptables_remove_and_remove_all() -> None:
     script = recorder.scripts()[-1]
     assert "-X BERTH-DNAT-bt42" in script
     assert "-X BERTH-FWD-bt42" in script
+    assert "-X BERTH-RAW-bt42" in script
     assert "-D POSTROUTING -m comment --comment berth -j BERTH-SNAT-bt42" in script
     assert "docker0" not in script
 
