@@ -17,6 +17,7 @@ measured here: starting dockerd rewrites the host's iptables FORWARD policy.
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -148,7 +149,10 @@ def main() -> None:
     rows = {}
     for backend in ("nftables", "iptables", "none"):
         exec_root = tempfile.mkdtemp(prefix="berth-bench-net-", dir=args.exec_root_dir)
-        rows[{"none": "proxy"}.get(backend, backend)] = measure(backend, args.requests, args.megabytes, exec_root)
+        try:
+            rows[{"none": "proxy"}.get(backend, backend)] = measure(backend, args.requests, args.megabytes, exec_root)
+        finally:
+            shutil.rmtree(exec_root, ignore_errors=True)
     columns = [
         ("netns_ms", "netns ms"),
         ("connect_ms", "connect ms"),

@@ -234,14 +234,19 @@ class Lab:
         }
 
     def close(self) -> None:
-        """Remove every stand-in, prune, remove the bridge and the exec_root."""
+        """Remove every stand-in, prune, remove the bridge and the exec_root -- each step even if one fails."""
         for standin in list(self.standins):
             with contextlib.suppress(Exception):
                 self.remove(standin)
-        self.net.prune([])
-        self.net.teardown()
-        if self.owns_exec_root:
-            shutil.rmtree(self.exec_root, ignore_errors=True)
+        try:
+            self.net.prune([])
+            self.net.teardown()
+        finally:
+            netns_dir = os.path.join(self.exec_root, "netns")
+            for name in os.listdir(netns_dir) if os.path.isdir(netns_dir) else []:
+                netns.delete(os.path.join(netns_dir, name))
+            if self.owns_exec_root:
+                shutil.rmtree(self.exec_root, ignore_errors=True)
 
 
 EMPTY = {"links": [], "nft": [], "iptables": [], "leases": [], "joins": [], "netns": []}
