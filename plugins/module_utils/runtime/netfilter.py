@@ -374,12 +374,19 @@ class IptablesFirewall:
             self.run([self.restore_cmd, "-w", "--noflush"], _restore_script(sections))
 
     def listing(self, tables: Sequence[str] = ()) -> SavedTables:
-        saved = SavedTables({}, {})
-        for table in tables or tuple(self.chains):
-            part = parse_iptables_save(self.run([self.save_cmd, "-t", table], None))
-            saved.rules.update(part.rules)
-            saved.chains.update(part.chains)
-        return saved
+        """berth's tables as iptables-save prints them; all of them in one call when *tables* is empty.
+
+        A table nothing has used yet is absent from a plain ``iptables-save``;
+        it simply has no berth chains.
+        """
+        if tables:
+            saved = SavedTables({}, {})
+            for table in tables:
+                part = parse_iptables_save(self.run([self.save_cmd, "-t", table], None))
+                saved.rules.update(part.rules)
+                saved.chains.update(part.chains)
+            return saved
+        return parse_iptables_save(self.run([self.save_cmd], None))
 
     def _jumps(self, saved: SavedTables) -> Dict[str, List[ListedRule]]:
         """Rules in other chains that jump into berth's chains."""

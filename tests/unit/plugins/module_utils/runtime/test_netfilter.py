@@ -172,7 +172,12 @@ SAVE_RAW = """*raw
 -A BERTH-RAW-bt42 -d 10.231.42.0/24 ! -i bt42 -j DROP
 COMMIT
 """.replace("FP", PLAN.fingerprint)
-SAVED = {"iptables-save -t nat": SAVE_NAT, "iptables-save -t filter": SAVE_FILTER, "iptables-save -t raw": SAVE_RAW}
+SAVED = {
+    "iptables-save -t nat": SAVE_NAT,
+    "iptables-save -t filter": SAVE_FILTER,
+    "iptables-save -t raw": SAVE_RAW,
+    "iptables-save": SAVE_NAT + SAVE_FILTER + SAVE_RAW,
+}
 
 
 def test_parse_iptables_save() -> None:
@@ -192,7 +197,7 @@ def test_iptables_dnat_rule_matches_what_iptables_save_prints() -> None:
 
 def test_iptables_ensure_rebuilds_replacing_old_jumps() -> None:
     stale = SAVE_NAT.replace(PLAN.fingerprint, "0" * 12)
-    recorder = Recorder(outputs={**SAVED, "iptables-save -t nat": stale})
+    recorder = Recorder(outputs={"iptables-save": stale + SAVE_FILTER + SAVE_RAW})
     firewall = netfilter.IptablesFirewall(PLAN, recorder)
     assert firewall.ensure({"abc": [WEB]}) is True
     argv, script = next(call for call in recorder.calls if call[1])
@@ -213,6 +218,7 @@ def test_iptables_ensure_rebuilds_replacing_old_jumps() -> None:
 
     current = Recorder(outputs=SAVED)
     assert netfilter.IptablesFirewall(PLAN, current).ensure({}) is False
+    assert [argv for argv, _stdin in current.calls] == [("iptables-save",)]  # one call on the connect path
 
 
 def test_iptables_remove_and_remove_all() -> None:
