@@ -13,7 +13,6 @@ port is free (by binding it) and, when it is not, who holds it.
 import errno
 import ipaddress
 import os
-import re
 import socket
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
@@ -264,16 +263,3 @@ def port_taken_error(host_ip: str, port: int, protocol: str, owner: Optional[str
         f"host port {where} is already in use{held}; choose another host port, "
         f"or leave the host port out to get a free one"
     )
-
-
-_RANGE_RE = re.compile(r"^\s*(\d+)\s+(\d+)\s*$")
-
-
-def ephemeral_range() -> Tuple[int, int]:
-    """The kernel's ephemeral port range (``ip_local_port_range``)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
-            match = _RANGE_RE.match(handle.read())
-    except OSError:
-        match = None
-    return (int(match.group(1)), int(match.group(2))) if match else (32768, 60999)
