@@ -19,6 +19,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from support import images, pusher
+from support.berth_env import BerthEnv
 from support.pki import CertificateAuthority
 from support.registry import Registry
 from support.tokenserver import TokenServer
@@ -243,3 +244,30 @@ def push_busybox(
         return push_image(registry, busybox_layout, tag=tag, repo=repo, fmt=fmt)
 
     return push
+
+
+# -- a Berth host with a docker.io mirror (the runtime, modules and CLI tests) ---------------
+@pytest.fixture(scope="session")
+def mirror(registry: Registry, push_image: Callable[..., pusher.PushResult], busybox_layout, nginx_layout) -> Registry:
+    """The plain test registry holding library/busybox and library/nginx, used as a docker.io mirror."""
+    push_image(registry, busybox_layout)
+    push_image(registry, nginx_layout)
+    return registry
+
+
+@pytest.fixture(scope="session")
+def host(mirror: Registry) -> Iterator[BerthEnv]:
+    """One isolated Berth host for the session (own data root, bridge, subnet), busybox and nginx pulled."""
+    env = BerthEnv(mirrors=[mirror.url])
+    env.berth("pull", "busybox")
+    env.berth("pull", "nginx")
+    yield env
+    assert env.destroy() == []
+
+
+@pytest.fixture
+def fresh_host(mirror: Registry) -> Iterator[BerthEnv]:
+    """An isolated Berth host with an empty store, for one test."""
+    env = BerthEnv(mirrors=[mirror.url])
+    yield env
+    assert env.destroy() == []

@@ -79,7 +79,9 @@ def _create(args: argparse.Namespace) -> Any:
     runtime = _runtime(args)
     options = _spec_from_args(args)
     _ensure_image(args, runtime, options["image"])
-    return runtime, runtime.create(options, name=args.name, auto_remove=args.rm)
+    container = runtime.create(options, name=args.name, auto_remove=args.rm)
+    runtime.ensure_boot_unit(container.name, container.spec["restart_policy"])
+    return runtime, container
 
 
 def _status_text(state: Dict[str, Any], now: float) -> str:
@@ -146,7 +148,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command("start")
 def cmd_start(args: argparse.Namespace) -> int:
+    if args.boot:
+        return _for_each(args, args.containers, _start_at_boot)
     return _for_each(args, args.containers, lambda runtime, container: runtime.start(container))
+
+
+def _start_at_boot(runtime: Any, container: Any) -> None:
+    """What the boot unit runs: Docker's restart policies applied to a host start."""
+    policy = container.spec["restart_policy"].partition(":")[0]
+    stopped_by_user = os.path.exists(container.path("stop-requested"))
+    was_running = container.state.get("status") in ("running", "restarting")
+    if (
+        policy == "always"
+        or (policy == "unless-stopped" and not stopped_by_user)
+        or (policy == "on-failure" and was_running)
+    ):
+        runtime.start(container)
 
 
 @command("stop")
@@ -464,6 +481,8 @@ def add_container_commands(sub: Any) -> None:
     for name, text in (("start", "start containers"), ("rm", "remove containers")):
         p = sub.add_parser(name, help=text)
         p.add_argument("containers", nargs="+")
+        if name == "start":
+            p.add_argument("--boot", action="store_true", help="apply the restart policy, as at boot (systemd units)")
         if name == "rm":
             p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
             p.add_argument("-v", "--volumes", action="store_true", help="remove anonymous volumes too")

@@ -432,10 +432,35 @@ class Runtime:
             supervisor.cleanup(self, final, remove=False)
             self._delete(final, volumes)
 
+    def _unit_path(self, container: Container) -> Optional[str]:
+        from . import units
+
+        path = os.path.join(units.unit_dir(self.config), units.unit_name(container.name))
+        return path if os.path.exists(path) else None
+
+    def ensure_boot_unit(self, name: str, restart_policy: str, check_mode: bool = False) -> Optional[str]:
+        """The systemd unit that brings container *name* back after a reboot, if its policy wants one.
+
+        Returns the unit's path when it was (or, in check mode, would be)
+        written; None when it was already right, or not wanted (an unwanted
+        unit is removed, except in check mode).
+        """
+        import sys
+
+        from . import units
+        from .install import library_path
+
+        if not units.wants_boot(restart_policy):
+            if not check_mode:
+                units.remove_unit(self.config, name)
+            return None
+        library = library_path(self.config, install=not check_mode)
+        return units.ensure_unit(self.config, name, restart_policy, sys.executable, library, check_mode)
+
     def _delete(self, container: Container, volumes: bool) -> None:
         from . import units
 
-        units.remove_unit(container)
+        units.remove_unit(self.config, container.name)
         name_link = os.path.join(self.names, container.name)
         with contextlib.suppress(OSError):
             if os.readlink(name_link) == container.id:
@@ -593,6 +618,6 @@ class Runtime:
                 "Effective": effective,
                 "MonitorPid": state.get("monitor_pid"),
                 "MonitorAlive": state.get("monitor_alive"),
-                "Unit": record.get("unit"),
+                "Unit": self._unit_path(container),
             },
         }

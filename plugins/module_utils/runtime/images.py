@@ -9,9 +9,7 @@ Nothing becomes visible before it is verified: blobs by digest, layers by
 diff_id, and the image record only once every layer is published.
 """
 
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -114,6 +112,98 @@ class RegistryOptions:
         )
 
 
+class _StreamBroken(Exception):
+    """The download under a streamed unpack failed or started over."""
+
+
+class _BlobStream:
+    """Read a blob from its ``.partial`` file while this process's download thread writes it.
+
+    The download reports how many bytes it has (``advanced``) and when it
+    ended (``finished``); the reader follows with ``pread``, waiting for more
+    bytes while the download runs.  A download that starts over (its count
+    goes down) or fails breaks the stream: the caller then unpacks the stored
+    blob instead.  Nothing read here is trusted: the unpacked layer must
+    still match its diff_id and the stored blob its digest.
+    """
+
+    POLL = 0.05
+
+    def __init__(self, path: str, size: int) -> None:
+        import threading
+
+        self.path = path
+        self.size = size
+        self.streaming = False
+        self._changed = threading.Condition()
+        self._written = 0
+        self._started = False
+        self._ended: Optional[bool] = None
+        self._restarted = False
+        self._fd: Optional[int] = None
+        self._offset = 0
+
+    # -- the download's side
+    def advanced(self, done: int) -> None:
+        with self._changed:
+            if done < self._written:
+                self._restarted = True
+            self._written = done
+            self._started = True
+            self._changed.notify_all()
+
+    def finished(self, ok: bool) -> None:
+        with self._changed:
+            self._ended = ok
+            self._changed.notify_all()
+
+    # -- the unpacker's side
+    def wait_started(self) -> bool:
+        """Wait until bytes arrive or the download ends; True when streaming is possible."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._started or self._ended is not None)
+            return self._ended is None
+
+    def open(self) -> bool:
+        import os
+
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False  # already renamed into place: read the stored blob instead
+        self.streaming = True
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        import os
+
+        if self._fd is None:
+            raise _StreamBroken("the stream is not open")
+        want = min(size if size and size > 0 else 1 << 20, self.size - self._offset)
+        while want > 0:
+            with self._changed:
+                if self._restarted or self._ended is False:
+                    raise _StreamBroken(f"the download of {self.path} failed or started over")
+                ended = self._ended
+            data = os.pread(self._fd, want, self._offset)
+            if data:
+                self._offset += len(data)
+                return data
+            if ended:
+                raise _StreamBroken(f"{self.path} ended at {self._offset} of {self.size} bytes")
+            with self._changed:
+                if self._ended is None and not self._restarted:
+                    self._changed.wait(self.POLL)
+        return b""
+
+    def close(self) -> None:
+        import os
+
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def _looks_like_id(text: str) -> bool:
     candidate = text[7:] if text.startswith("sha256:") else text
     return 4 <= len(candidate) <= 64 and all(c in "0123456789abcdef" for c in candidate)
@@ -185,6 +275,15 @@ class Images:
         with options.client(self.config) as client:
             resolved = client.resolve(reference, parse_platform(platform) if platform else None)
             return resolved.digest, resolved.config.digest
+
+    def remote_config(self, text: str, options: RegistryOptions, platform: Optional[str] = None) -> Dict[str, Any]:
+        """The image config the registry serves now (a small blob, never a layer): for check mode."""
+        from .manifest import parse_platform
+
+        reference = parse_reference(text)
+        with options.client(self.config) as client:
+            resolved = client.resolve(reference, parse_platform(platform) if platform else None)
+            return dict(client.fetch_config(resolved).data)
 
     def local_for_pull(self, text: str, platform: Optional[str] = None) -> Optional[ImageRecord]:
         """The local image *text* names, if it can stand for a pull of *platform* (any platform when None)."""
@@ -299,7 +398,17 @@ class Images:
     def _fetch_layers(
         self, client: Any, resolved: Any, diff_ids: Sequence[str], chains: Sequence[str], progress: Progress
     ) -> Tuple[int, int]:
-        """Download missing blobs in parallel; unpack missing layers bottom-up as they become ready."""
+        """Download missing blobs in parallel; unpack missing layers bottom-up as they become ready.
+
+        A layer whose download is under way when its turn comes is unpacked
+        from the download as it arrives (:class:`_BlobStream`), so unpacking
+        overlaps the network; it is published only once both its blob digest
+        and its diff_id matched, and any trouble with the stream falls back to
+        unpacking the stored, verified blob.
+        """
+        import threading
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         missing = [index for index, chain_id in enumerate(chains) if self.store.layer(chain_id) is None]
         for index, layer in enumerate(resolved.layers):
             if index not in missing:
@@ -307,18 +416,26 @@ class Images:
         if not missing:
             return 0, 0
         downloads: Dict[int, Future] = {}
+        streams: Dict[int, _BlobStream] = {}
         cancelled = threading.Event()
         workers = max(1, self.config.max_concurrent_downloads)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berth-pull") as pool:
             for index in missing:
                 layer = resolved.layers[index]
                 progress("waiting", layer.digest, 0, layer.size)
-                downloads[index] = pool.submit(self._download, client, resolved, layer, progress, cancelled)
+                streams[index] = _BlobStream(self.store.blob_path(layer.digest) + ".partial", layer.size)
+                downloads[index] = pool.submit(
+                    self._download, client, resolved, layer, progress, cancelled, streams[index]
+                )
             unpacked = 0
             try:
                 for index in missing:
-                    downloads[index].result()
-                    if self._unpack(resolved.layers[index], diff_ids[index], chains, index, progress):
+                    stream = streams[index] if streams[index].wait_started() else None
+                    if not stream:
+                        downloads[index].result()
+                    if self._unpack(
+                        resolved.layers[index], diff_ids[index], chains, index, progress, stream, downloads[index]
+                    ):
                         unpacked += 1
             except BaseException:
                 cancelled.set()
@@ -326,22 +443,42 @@ class Images:
         downloaded = sum(1 for future in downloads.values() if future.result())
         return downloaded, unpacked
 
-    def _download(self, client: Any, resolved: Any, layer: Any, progress: Progress, cancelled: threading.Event) -> bool:
-        if cancelled.is_set():
-            return False
-        with self.store.blob_lock(layer.digest):
-            if self.store.has_blob(layer.digest):
-                progress("downloaded", layer.digest, layer.size, layer.size)
+    def _download(
+        self, client: Any, resolved: Any, layer: Any, progress: Progress, cancelled: Any, stream: "_BlobStream"
+    ) -> bool:
+        ok = False
+        try:
+            if cancelled.is_set():
                 return False
+            with self.store.blob_lock(layer.digest):
+                if self.store.has_blob(layer.digest):
+                    ok = True
+                    progress("downloaded", layer.digest, layer.size, layer.size)
+                    return False
 
-            def report(done: int) -> None:
-                progress("downloading", layer.digest, done, layer.size)
+                def report(done: int) -> None:
+                    stream.advanced(done)
+                    if not stream.streaming:
+                        progress("downloading", layer.digest, done, layer.size)
 
-            client.fetch_blob(resolved, layer, self.store.blob_path(layer.digest), report)
-        progress("downloaded", layer.digest, layer.size, layer.size)
-        return True
+                client.fetch_blob(resolved, layer, self.store.blob_path(layer.digest), report)
+            ok = True
+            if not stream.streaming:
+                progress("downloaded", layer.digest, layer.size, layer.size)
+            return True
+        finally:
+            stream.finished(ok)
 
-    def _unpack(self, layer: Any, diff_id: str, chains: Sequence[str], index: int, progress: Progress) -> bool:
+    def _unpack(
+        self,
+        layer: Any,
+        diff_id: str,
+        chains: Sequence[str],
+        index: int,
+        progress: Progress,
+        stream: "Optional[_BlobStream]" = None,
+        download: Any = None,
+    ) -> bool:
         from . import fsutil
         from .layers import apply_compressed
 
@@ -351,12 +488,19 @@ class Images:
                 progress("complete", layer.digest, layer.size, layer.size)
                 return False
             progress("extracting", layer.digest, 0, layer.size)
+            self.store.remove_stale_workdirs(chain_id=chain_id)
             parents = [self.store.layer_diff(chains[below]) for below in range(index - 1, -1, -1)]
-            workdir = self.store.new_layer_workdir()
+            workdir = self.store.new_layer_workdir(chain_id)
             try:
-                actual, stats = apply_compressed(
-                    self.store.blob_path(layer.digest), workdir + "/diff", parents, layer.media_type
-                )
+                applied = self._apply_streamed(stream, download, workdir + "/diff", parents, layer.media_type, diff_id)
+                if applied is None:
+                    if stream is not None:
+                        fsutil.remove_tree(workdir)
+                        workdir = self.store.new_layer_workdir(chain_id)
+                    applied = apply_compressed(
+                        self.store.blob_path(layer.digest), workdir + "/diff", parents, layer.media_type
+                    )
+                actual, stats = applied
                 if actual != diff_id:
                     raise IntegrityError(
                         f"layer {layer.digest} unpacks to {actual}, but the image config says {diff_id};"
@@ -377,6 +521,34 @@ class Images:
                 raise
         progress("complete", layer.digest, layer.size, layer.size)
         return True
+
+    @staticmethod
+    def _apply_streamed(
+        stream: "Optional[_BlobStream]",
+        download: Any,
+        target: str,
+        parents: Sequence[str],
+        media_type: str,
+        diff_id: str,
+    ) -> Optional[Tuple[str, Any]]:
+        """Unpack from a blob still downloading; None when that did not work out (unpack the stored blob then)."""
+        if stream is None or not stream.open():
+            return None
+        from .layers import apply_compressed
+
+        applied: Optional[Tuple[str, Any]] = None
+        try:
+            applied = apply_compressed(stream, target, parents, media_type)  # type: ignore[arg-type]
+        except Exception as exc:  # a broken stream, or a bad layer that the stored blob will show again
+            import logging
+
+            logging.getLogger(__name__).debug("unpacking %s as it downloaded failed: %s", stream.path, exc)
+        finally:
+            stream.close()
+        download.result()  # the blob itself must have arrived whole and verified
+        if applied is None or applied[0] != diff_id:
+            return None
+        return applied
 
     # -- local management ------------------------------------------------------
 
@@ -438,7 +610,7 @@ class Images:
         rows: List[Dict[str, Any]] = []
         layer_index = 0
         if not entries:
-            entries = [{"created": config.get("created", ""), "created_by": ""} for _ in record.chain_ids]
+            entries = [{"created": config.get("created", ""), "created_by": ""} for _layer in record.chain_ids]
         for entry in entries:
             empty = bool(entry.get("empty_layer"))
             size = 0

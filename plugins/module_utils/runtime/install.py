@@ -51,8 +51,11 @@ def _package_files() -> Dict[str, bytes]:
     return files
 
 
-def library_path(config: DaemonConfig) -> str:
-    """A directory whose ``runtime/`` subdirectory is this runtime, at a path that lasts."""
+def library_path(config: DaemonConfig, install: bool = True) -> str:
+    """A directory whose ``runtime/`` subdirectory is this runtime, at a path that lasts.
+
+    With ``install=False`` (check mode) the path is only computed: nothing is copied.
+    """
     if _is_lasting(PACKAGE):
         return os.path.dirname(PACKAGE)
     files = _package_files()
@@ -61,7 +64,7 @@ def library_path(config: DaemonConfig) -> str:
         digest.update(name.encode() + b"\0" + data + b"\0")
     base = os.path.join(config.data_root, "runtime")
     target = os.path.join(base, digest.hexdigest()[:16])
-    if os.path.isfile(os.path.join(target, "runtime", "monitor.py")):
+    if not install or os.path.isfile(os.path.join(target, "runtime", "monitor.py")):
         return target
     fsutil.makedirs(base, 0o700)
     staging = tempfile.mkdtemp(prefix="tmp-", dir=base)

@@ -106,11 +106,12 @@ def process_spec(runtime: Runtime, container: Container, network: str, etc_files
 
 def prepare(runtime: Runtime, container: Container) -> RunPlan:
     """Create the cgroup, the network attachment and the /etc files of a new run (rolled back on failure)."""
-    from . import network, rootfs
+    from . import network, process, rootfs
     from .cgroups import Cgroup
 
     spec = container.spec
     mode = spec["network_mode"]
+    process.SECCOMP_CACHE_DIR = os.path.join(runtime.config.exec_root, "seccomp")
     fsutil.makedirs(container.path("merged"), 0o700)
     cgroup = Cgroup.create(container.id, _resources(spec), systemd=container.effective["systemd"])
     attachment = None
@@ -124,6 +125,8 @@ def prepare(runtime: Runtime, container: Container) -> RunPlan:
             if state["status"] != "running":
                 raise ContainerError(f"cannot join the network of container {other.name}: it is not running")
             net = (state.get("network") or {}).get("netns") or f"/proc/{state['pid']}/ns/net"
+            # Registered as a sharer, so that prune never tears the owner's network down under it.
+            attachment = network.connect(container.id, net, mode=f"container:{other.id}", config=runtime.config)
         else:
             netns = network.create_netns(container.id, runtime.config)
             attachment = network.connect(
@@ -213,9 +216,10 @@ def cleanup(
                 finished_at=now_rfc3339(),
                 error="the container's supervisor died; the container is gone",
             )
-    problems = _teardown(
-        runtime, container.id, state.get("network"), (state.get("network") or {}).get("netns"), state.get("cgroup")
-    )
+    attachment = state.get("network")
+    # Only a namespace of its own is deleted; a joined one (container:NAME) belongs to its owner.
+    own_netns = attachment.get("netns") if attachment and attachment.get("mode") in ("bridge", "none") else None
+    problems = _teardown(runtime, container.id, attachment, own_netns, state.get("cgroup"))
     changes.update(network=None, cgroup=None)
     if problems:
         changes["cleanup_error"] = "; ".join(problems)
