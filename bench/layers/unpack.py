@@ -107,9 +107,9 @@ class Bench:
         self.variants.append((group, label, prepare, action, layers_n))
 
     def run(self) -> None:
-        samples: Dict[str, List[float]] = {label: [] for _, label, _, _, _ in self.variants}
+        samples: Dict[str, List[float]] = {variant[1]: [] for variant in self.variants}
         for round_no in range(self.runs):
-            for _, label, prepare, action, _ in self.variants:
+            for _group, label, prepare, action, _count in self.variants:
                 dirs = prepare()
                 samples[label].append(timed(lambda dirs=dirs, action=action: action(dirs)))
                 for path in dirs:
@@ -117,7 +117,7 @@ class Bench:
             print(f"  round {round_no + 1}/{self.runs} done (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)
         group = None
         print(f"  {'':<54} {'best':>8} {'median':>8}   (MB/s of tar bytes)")
-        for variant_group, label, _, _, layers_n in self.variants:
+        for variant_group, label, _prepare, _action, layers_n in self.variants:
             if variant_group != group:
                 group = variant_group
                 print(group)
@@ -142,8 +142,12 @@ def main() -> None:
     )
     bench = Bench(args.runs, tar_size)
     none: Callable[[], List[str]] = list
-    one = lambda: [fresh_dir(into)]  # noqa: E731
-    two = lambda: [fresh_dir(into), fresh_dir(into)]  # noqa: E731
+
+    def one() -> List[str]:
+        return [fresh_dir(into)]
+
+    def two() -> List[str]:
+        return [fresh_dir(into), fresh_dir(into)]
 
     def opener(kind: str) -> Callable[[], compression._ChunkReader]:
         def make() -> compression._ChunkReader:
@@ -220,12 +224,12 @@ def main() -> None:
             except BaseException:
                 code = 2
             os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = os.waitpid(pid, 0)[1]
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit("isolated child failed")
 
     samples = []
-    for _ in range(20):
+    for _sample in range(20):
         dest = fresh_dir(into)
         samples.append(timed(lambda dest=dest: isolated_noop(dest)))
         shutil.rmtree(dest)

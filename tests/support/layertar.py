@@ -83,7 +83,7 @@ class TarBuilder:
         return self
 
     def whiteout(self, path: str) -> "TarBuilder":
-        parent, _, base = path.rpartition("/")
+        parent, _slash, base = path.rpartition("/")
         return self.file(f"{parent}/.wh.{base}" if parent else f".wh.{base}")
 
     def opaque(self, directory: str) -> "TarBuilder":

@@ -283,39 +283,39 @@ class ProcessReader(_ChunkReader):
             self._feeder.start()
 
     def _feed(self, source: BinaryIO) -> None:
-        assert self._proc.stdin is not None
+        stdin = self._proc.stdin
+        if stdin is None:
+            return
         try:
             while True:
                 data = source.read(CHUNK)
                 if not data:
                     break
-                self._proc.stdin.write(data)
+                stdin.write(data)
         except BrokenPipeError:
             pass
         except BaseException as exc:  # reported by close(): the reader must not hang
             self._feed_error = exc
         finally:
             try:
-                self._proc.stdin.close()
+                stdin.close()
             except OSError:
                 pass
 
     def _produce(self, limit: int) -> bytes:
-        assert self._proc.stdout is not None
-        data = self._proc.stdout.read1(limit)
+        data = self._proc.stdout.read1(limit)  # type: ignore[union-attr]  # stdout=PIPE
         if not data:
             self._finish()
         return data
 
     def _finish(self) -> None:
-        assert self._proc.stderr is not None
         status = self._proc.wait()
         if self._feeder is not None:
             self._feeder.join()
         if self._feed_error is not None:
             raise self._feed_error
         if status != 0:
-            message = self._proc.stderr.read(4096).decode(errors="replace").strip()
+            message = self._proc.stderr.read(4096).decode(errors="replace").strip()  # type: ignore[union-attr]
             raise LayerError(f"{self._what} could not decompress the layer (exit status {status}): {message}")
 
     def close(self) -> None:

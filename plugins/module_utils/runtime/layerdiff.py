@@ -296,7 +296,7 @@ def _write_entry(
             stats.hardlinks += 1
             return
         seen_inodes[key] = entry.relpath
-    records, _ = _xattrs(layerfs.proc_path(parent_fd, entry.name), entry.relpath, is_dir=False)
+    records = _xattrs(layerfs.proc_path(parent_fd, entry.name), entry.relpath, is_dir=False)[0]
     info.pax_headers = records
     if stat.S_ISREG(mode):
         _write_file(writer, parent_fd, entry, info)

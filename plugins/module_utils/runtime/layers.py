@@ -98,6 +98,7 @@ _META_TYPES = (
     tarfile.GNUTYPE_LONGLINK,
 )
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_XGLTYPE = tarfile.XGLTYPE
 _MAX_ID = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to chown
 _SKIPPED = "skipped"  # a device not created (allow_devices=False); links to it are skipped too
 
@@ -141,22 +142,23 @@ class _StrictTarInfo(tarfile.TarInfo):
         except tarfile.TruncatedHeaderError:
             raise LayerError("the layer's tar stream ends inside a header (truncated)") from None
 
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        """Check extended headers before tarfile reads them; the parameter name is tarfile's own."""
         if self.type in _META_TYPES:
             if self.size > MAX_SPECIAL_HEADER:
                 raise LayerError(
                     f"the layer has an extended tar header of {self.size} bytes (the limit is {MAX_SPECIAL_HEADER})"
                 )
-            chain = getattr(tarfile_, "_berth_header_chain", 0) + 1
+            chain = getattr(tarfile, "_berth_header_chain", 0) + 1
             if chain > MAX_HEADER_CHAIN:
                 raise LayerError(f"the layer has more than {MAX_HEADER_CHAIN} extended tar headers in a row")
-            tarfile_._berth_header_chain = chain  # type: ignore[attr-defined]
-            if self.type == tarfile.XGLTYPE:
-                tarfile_.fileobj.read(self._block(self.size))  # type: ignore[union-attr]
-                return self.fromtarfile(tarfile_)
+            tarfile._berth_header_chain = chain  # type: ignore[attr-defined]
+            if self.type == _XGLTYPE:
+                tarfile.fileobj.read(self._block(self.size))  # type: ignore[union-attr]
+                return self.fromtarfile(tarfile)
         else:
-            tarfile_._berth_header_chain = 0  # type: ignore[attr-defined]
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+            tarfile._berth_header_chain = 0  # type: ignore[attr-defined]
+        return super()._proc_member(tarfile)  # type: ignore[misc]
 
 
 def clean_name(name: str) -> str:
@@ -179,7 +181,7 @@ def clean_name(name: str) -> str:
 
 
 def _split(relpath: str) -> Tuple[str, str]:
-    parent, _, base = relpath.rpartition("/")
+    parent, _slash, base = relpath.rpartition("/")
     return parent, base
 
 
@@ -190,7 +192,7 @@ def _parse_time_ns(value: Union[str, int, float]) -> int:
         negative = text.startswith("-")
         if negative:
             text = text[1:]
-        whole, _, fraction = text.partition(".")
+        whole, _dot, fraction = text.partition(".")
         if not whole.isdigit() or (fraction and not fraction.isdigit()):
             raise ValueError(value)
         ns = int(whole) * 1_000_000_000 + int((fraction + "000000000")[:9])
@@ -430,7 +432,7 @@ class _Applier:
 
     def _parent_fd(self, parent: str, create: bool = True) -> int:
         """fd of directory *parent*, creating implied directories; never follows a symlink."""
-        for _ in range(parent.count("/") + 2):
+        for _attempt in range(parent.count("/") + 2):
             try:
                 return self.dirs.get(parent, self._make_implied if create else None)
             except layerfs.NotADirectoryComponent as blocked:
@@ -500,7 +502,7 @@ class _Applier:
             fd = self.root_fd
         xattrs = _entry_xattrs(member)
         self._owner_mode(fd, name, member)
-        for stale in self.implied_xattrs.pop(name, set()) - {key for key, _ in xattrs}:
+        for stale in self.implied_xattrs.pop(name, set()) - {key for key, _value in xattrs}:
             try:
                 os.removexattr(fd, stale)
             except OSError:
@@ -556,7 +558,8 @@ class _Applier:
 
     def _copy_data(self, tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
         source = tar.fileobj
-        assert source is not None
+        if source is None:
+            raise LayerError("the layer's tar stream is closed")
         if source.tell() != member.offset_data:
             source.seek(member.offset_data)
         remaining = member.size

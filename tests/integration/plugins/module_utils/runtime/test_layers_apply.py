@@ -266,7 +266,7 @@ def test_apply_compressed(tmp_path, kind: str, helper: bool) -> None:
 
 def test_apply_compressed_from_a_stream_without_a_file_descriptor(tmp_path) -> None:
     tar = TarBuilder().file("f", b"streamed").tobytes()
-    diff_id, _ = layers.apply_compressed(io.BytesIO(gzip.compress(tar)), str(tmp_path), helper=True)
+    diff_id = layers.apply_compressed(io.BytesIO(gzip.compress(tar)), str(tmp_path), helper=True)[0]
     assert diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
     assert (tmp_path / "f").read_bytes() == b"streamed"
 

@@ -326,7 +326,7 @@ def test_remove_at_handles_trees_deeper_than_the_recursion_limit(tmp_path) -> No
         os.mkdir("deep", dir_fd=root)
         current = os.open("deep", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
         os.close(fd)
-        for _ in range(1500):
+        for _level in range(1500):
             os.mkdir("d", dir_fd=current)
             nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=current)
             os.close(current)
