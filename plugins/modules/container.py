@@ -228,8 +228,8 @@ options:
     type: dict
   image_name_mismatch:
     description:
-      - What to do when the container was created from another image name that has the same image ID:
-        V(recreate) it, or V(ignore) the name.
+      - What to do when the container was created from another image name that has the same image ID, V(recreate) it
+        or V(ignore) the name.
     type: str
     choices: [recreate, ignore]
     default: recreate
