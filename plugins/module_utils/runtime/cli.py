@@ -29,6 +29,11 @@ def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callab
     return register
 
 
+def echo(text: object = "", file: Any = None) -> None:
+    """The CLI's print (module_utils code must not call print(): a module's stdout is its JSON result)."""
+    (file or sys.stdout).write(f"{text}\n")
+
+
 def _config(args: argparse.Namespace) -> Any:
     from . import config
 
@@ -92,7 +97,7 @@ def _pull(args: argparse.Namespace, name: str, quiet: bool = False) -> Any:
 @command("pull")
 def cmd_pull(args: argparse.Namespace) -> int:
     result = _pull(args, args.image)
-    print(str(result.reference))
+    echo(str(result.reference))
     return 0
 
 
@@ -119,7 +124,7 @@ def cmd_images(args: argparse.Namespace) -> int:
             rows.append([*row, image_id, ago(record.created) or "N/A", human_size(record.size)])
     if args.quiet:
         for row in dict.fromkeys(tuple(row) for row in rows):
-            print(row[0])
+            echo(row[0])
         return 0
     headers = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table(headers, rows)
@@ -133,9 +138,9 @@ def cmd_rmi(args: argparse.Namespace) -> int:
     for name in args.images:
         try:
             for line in runtime.images.remove(name, runtime.containers_using_image, force=args.force):
-                print(line)
+                echo(line)
         except BerthError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
+            echo(f"Error: {exc}", file=sys.stderr)
             status = 1
     return status
 
@@ -160,7 +165,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         rows.append([image_id, ago(row["created"]) or "N/A", created_by, human_size(row["size"]), row["comment"]])
     if args.quiet:
         for row in rows:
-            print(row[0])
+            echo(row[0])
         return 0
     table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
     return 0
@@ -194,15 +199,15 @@ def cmd_store(args: argparse.Namespace) -> int:
     images = _images(args)
     if args.repair:
         for path in images.store.remove_stale_workdirs():
-            print(f"removed unfinished unpack {path}")
+            echo(f"removed unfinished unpack {path}")
     problems = images.store.verify(deep=args.deep)
     for problem in problems:
-        print(problem)
+        echo(problem)
     if problems:
-        print(f"{len(problems)} problem(s) found in {images.store.root}", file=sys.stderr)
+        echo(f"{len(problems)} problem(s) found in {images.store.root}", file=sys.stderr)
         return 1
     count = len(images.store.images())
-    print(f"store {images.store.root} is intact ({count} image{'s' if count != 1 else ''})")
+    echo(f"store {images.store.root} is intact ({count} image{'s' if count != 1 else ''})")
     return 0
 
 
@@ -276,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         return 0
     except BerthError as exc:
-        print(f"berth: {exc}", file=sys.stderr)
+        echo(f"berth: {exc}", file=sys.stderr)
         if args.cmd in ("run", "create", "exec"):
             return getattr(exc, "exit_code", EXIT_RUNTIME_ERROR)
         return 1
@@ -285,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         import traceback
 
-        print(
+        echo(
             f"berth: unexpected error (run with --debug for details): {traceback.format_exc(limit=1)}", file=sys.stderr
         )
         return 1

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from .cli import _print_json, _pull, _registry_options, _runtime, command
+from .cli import _print_json, _pull, _registry_options, _runtime, command, echo
 from .errors import BerthError, InvalidArgument
 
 # -- helpers ------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def _ensure_image(args: argparse.Namespace, runtime: Any, name: str) -> None:
     from .reference import parse as parse_reference
 
     if policy == "missing":
-        print(f"Unable to find image '{parse_reference(name).familiar}' locally", file=sys.stderr)
+        echo(f"Unable to find image '{parse_reference(name).familiar}' locally", file=sys.stderr)
     _pull(args, name, quiet=True)
 
 
@@ -104,9 +104,9 @@ def _for_each(args: argparse.Namespace, names: List[str], action: Any) -> int:
     for name in names:
         try:
             action(runtime, runtime.get(name))
-            print(name)
+            echo(name)
         except BerthError as exc:
-            print(f"Error response: {exc}", file=sys.stderr)
+            echo(f"Error response: {exc}", file=sys.stderr)
             status = 1
     return status
 
@@ -117,7 +117,7 @@ def _for_each(args: argparse.Namespace, names: List[str], action: Any) -> int:
 @command("create")
 def cmd_create(args: argparse.Namespace) -> int:
     container = _create(args)[1]
-    print(container.id)
+    echo(container.id)
     return 0
 
 
@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.rm:
                 runtime.remove(container, force=True)
             raise
-        print(container.id)
+        echo(container.id)
         return 0
     from .supervisor import run_attached
 
@@ -226,7 +226,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         )
     if args.quiet:
         for row in rows:
-            print(row[0])
+            echo(row[0])
         return 0
     table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
     return 0
@@ -301,7 +301,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     )
     if args.detach:
         return 0
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
@@ -318,7 +318,7 @@ def cmd_port(args: argparse.Namespace) -> int:
         key = f"{port.container_port}/{port.protocol}"
         if args.port and args.port not in (key, str(port.container_port)):
             continue
-        print(f"{key} -> {port.host_ip or '0.0.0.0'}:{port.host_port}")
+        echo(f"{key} -> {port.host_ip or '0.0.0.0'}:{port.host_port}")
     return 0
 
 
@@ -394,7 +394,7 @@ def cmd_network(args: argparse.Namespace) -> int:
     removed = network.prune(live, runtime.config)
     for kind, items in sorted(removed.items()):
         for item in items:
-            print(f"removed {kind[:-1] if kind.endswith('s') else kind} {item}")
+            echo(f"removed {kind[:-1] if kind.endswith('s') else kind} {item}")
     return 0
 
 
@@ -424,7 +424,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"Insecure Registries: {', '.join(('127.0.0.0/8', *runtime.config.insecure_registries))}",
         f"Config: {runtime.config.path}",
     ]
-    print("\n".join(lines))
+    echo("\n".join(lines))
     return 0
 
 

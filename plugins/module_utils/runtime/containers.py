@@ -240,7 +240,7 @@ class Runtime:
     # -- create -------------------------------------------------------------------
 
     def _new_name(self) -> str:
-        for _ in range(100):
+        for _attempt in range(100):
             name = f"{secrets.choice(NAME_ADJECTIVES)}_{secrets.choice(NAME_NOUNS)}"
             if not os.path.lexists(os.path.join(self.names, name)):
                 return name
@@ -528,7 +528,7 @@ class Runtime:
         for exposed in effective["exposed_ports"]:
             key = exposed if "/" in exposed else exposed + "/tcp"
             ports.setdefault(key, None)
-        policy, _, retries = spec["restart_policy"].partition(":")
+        policy, _sep, retries = spec["restart_policy"].partition(":")
         return {
             "Id": container.id,
             "Created": record["created"],

@@ -54,7 +54,7 @@ def parse_timestamp(text: str) -> Optional[float]:
         return None
     value = text.strip().replace("Z", "+00:00")
     if "." in value:
-        head, _, rest = value.partition(".")
+        head, _dot, rest = value.partition(".")
         digits = "".join(ch for ch in rest if ch.isdigit())
         zone = rest[len(digits) :]
         value = f"{head}.{digits[:6]}{zone}"

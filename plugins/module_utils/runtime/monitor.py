@@ -306,7 +306,7 @@ def should_restart(policy: str, exit_code: int, restarts: int, stop_requested: b
         return False
     if policy in ("always", "unless-stopped"):
         return True
-    name, _, limit = policy.partition(":")
+    name, _colon, limit = policy.partition(":")
     if name == "on-failure":
         return exit_code != 0 and (not limit or restarts < int(limit))
     return False

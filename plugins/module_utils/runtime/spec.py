@@ -414,7 +414,7 @@ def normalize(options: Mapping[str, Any]) -> Dict[str, Any]:
 def _env_list_to_dict(env: Sequence[str]) -> Dict[str, str]:
     result: Dict[str, str] = {}
     for entry in env or ():
-        key, _, value = entry.partition("=")
+        key, _eq, value = entry.partition("=")
         result[key] = value
     return result
 

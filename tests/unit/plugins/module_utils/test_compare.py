@@ -16,9 +16,9 @@ IMAGE = {
 }
 
 
-def view_of(options: dict, image_id: str = "sha256:" + "a" * 64, image: dict = IMAGE) -> dict:
+def view_of(options: dict, image_id: str = "sha256:" + "a" * 64) -> dict:
     normalized = spec.normalize({"image": "nginx", **options})
-    return compare.view(normalized, spec.effective(normalized, image), image_id)
+    return compare.view(normalized, spec.effective(normalized, IMAGE), image_id)
 
 
 EQUAL = [
@@ -76,14 +76,14 @@ def test_different_requests_name_the_option(first: dict, second: dict, option: s
 
 def test_newer_image_behind_the_same_tag_differs() -> None:
     found = compare.differences(view_of({}), view_of({}, image_id="sha256:" + "b" * 64), compare.comparison_modes(None))
-    assert [key for key, *_ in found] == ["image"]
+    assert [found_key for found_key, *_rest in found] == ["image"]
 
 
 def test_image_name_differs_even_with_the_same_id() -> None:
     other = spec.normalize({"image": "registry.example/nginx"})
     requested = compare.view(other, spec.effective(other, IMAGE), "sha256:" + "a" * 64)
     found = compare.differences(view_of({}), requested, compare.comparison_modes(None))
-    assert [key for key, *_ in found] == ["image_name"]
+    assert [found_key for found_key, *_rest in found] == ["image_name"]
     assert compare.differences(view_of({}), requested, compare.comparison_modes({"image_name": "ignore"})) == []
 
 
@@ -93,14 +93,14 @@ def test_allow_more_present_accepts_extra_entries_only() -> None:
     modes = compare.comparison_modes({"env": "allow_more_present", "published_ports": "allow_more_present"})
     assert compare.differences(existing, requested, modes) == []
     changed = view_of({"env": {"A": "2"}})
-    assert [key for key, *_ in compare.differences(existing, changed, modes)] == ["env"]
+    assert [found_key for found_key, *_rest in compare.differences(existing, changed, modes)] == ["env"]
 
 
 def test_star_ignores_everything_but_what_is_named() -> None:
     modes = compare.comparison_modes({"*": "ignore", "image": "strict"})
     assert compare.differences(view_of({}), view_of({"memory": "1g"}), modes) == []
     newer = view_of({}, image_id="sha256:" + "c" * 64)
-    assert [key for key, *_ in compare.differences(view_of({}), newer, modes)] == ["image"]
+    assert [found_key for found_key, *_rest in compare.differences(view_of({}), newer, modes)] == ["image"]
 
 
 @pytest.mark.parametrize(

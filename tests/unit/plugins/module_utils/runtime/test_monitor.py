@@ -47,7 +47,7 @@ def supervise(tmp_path, script: str, **options: str) -> dict:
             os.execv(sys.executable, [sys.executable, "-I", "-S", MONITOR] + [f"{k}={v}" for k, v in args.items()])
         finally:
             os._exit(99)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     assert os.waitstatus_to_exitcode(status) == 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
     exit_record = json.loads((tmp_path / "exit.json").read_text())
