@@ -22,6 +22,8 @@ DEFAULT_EXEC_ROOT = "/run/berth"
 DEFAULT_BRIDGE = "berth0"
 # docker uses 172.17.0.0/16 and podman 10.88.0.0/16: stay clear of both.
 DEFAULT_BIP = "10.89.0.1/16"
+# Docker's `default-address-pools` entries: (base network, prefix length of each subnet).
+AddressPool = Tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class DaemonConfig:
     max_concurrent_uploads: int = 5
     bridge: str = DEFAULT_BRIDGE
     bip: str = DEFAULT_BIP
+    # True when daemon.json sets `bip`: then it wins over default_address_pools (Docker's rule).
+    bip_explicit: bool = False
+    default_address_pools: Tuple[AddressPool, ...] = ()
     ip_forward: bool = True
     ip_masq: bool = True
     firewall_backend: str = "auto"
@@ -108,12 +113,41 @@ KNOWN_KEYS = {
     "max-concurrent-uploads",
     "bridge",
     "bip",
+    "default-address-pools",
     "ip-forward",
     "ip-masq",
     "firewall-backend",
     "userland-proxy",
     "log-opts",
 }
+
+
+def parse_address_pools(value: Any, where: str = "daemon.json") -> Tuple[AddressPool, ...]:
+    """Docker's ``default-address-pools`` (``[{"base": "10.90.0.0/16", "size": 24}]``), IPv4 entries only.
+
+    IPv6 pools are valid for Docker and skipped here (the bridge is IPv4-only),
+    so one daemon.json can serve both.
+    """
+    key = f"{where}: 'default-address-pools'"
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f'{key} must be a list of objects like {{"base": "10.90.0.0/16", "size": 24}}')
+    pools = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"base", "size"}:
+            raise ConfigError(f"{key}: {entry!r} must be an object with exactly 'base' and 'size'")
+        try:
+            base = ipaddress.ip_network(str(entry["base"]))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: base {entry['base']!r} is not a network like 10.90.0.0/16: {exc}") from None
+        size = entry["size"]
+        limit = 30 if base.version == 4 else 126
+        if isinstance(size, bool) or not isinstance(size, int) or not base.prefixlen <= size <= limit:
+            raise ConfigError(f"{key}: size {size!r} must be a prefix length from {base.prefixlen} to {limit}")
+        if base.version == 4:
+            pools.append((str(base), size))
+    return tuple(pools)
 
 
 def parse(data: Any, where: str = "daemon.json") -> DaemonConfig:
@@ -149,6 +183,8 @@ def parse(data: Any, where: str = "daemon.json") -> DaemonConfig:
         max_concurrent_uploads=_integer(data, "max-concurrent-uploads", 5, where),
         bridge=bridge,
         bip=str(interface),
+        bip_explicit="bip" in data,
+        default_address_pools=parse_address_pools(data.get("default-address-pools"), where),
         ip_forward=_boolean(data, "ip-forward", True, where),
         ip_masq=_boolean(data, "ip-masq", True, where),
         firewall_backend=backend,

@@ -14,8 +14,13 @@ import tempfile
 from typing import Any, Iterator, Optional
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace *path* with *data* so readers see the old or the new bytes only."""
+def write_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Replace *path* with *data* so readers see the old or the new bytes only.
+
+    ``durable=False`` skips both fsyncs: still atomic for readers, but a machine
+    crash may lose the change.  For state that does not outlive a reboot anyway
+    (files under the tmpfs exec root), where an fsync would only cost time.
+    """
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
@@ -23,19 +28,21 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
-def write_json_atomic(path: str, value: Any, mode: int = 0o600) -> None:
+def write_json_atomic(path: str, value: Any, mode: int = 0o600, durable: bool = True) -> None:
     """Atomically write *value* as JSON (sorted keys, so equal data gives equal bytes)."""
     data = json.dumps(value, indent=2, sort_keys=True).encode() + b"\n"
-    write_atomic(path, data, mode)
+    write_atomic(path, data, mode, durable)
 
 
 def read_json(path: str, default: Any = None) -> Any:

@@ -15,9 +15,7 @@ neighbours may still cache its MAC.
 
 import contextlib
 import ipaddress
-import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional
@@ -212,26 +210,10 @@ def open_leases(exec_root: str, bridge: str, network: ipaddress.IPv4Interface) -
         table = read_table(paths["file"], network)
         yield table
         if table.dirty:
-            _replace(paths["file"], json.dumps(table.to_dict(), indent=2, sort_keys=True).encode() + b"\n")
-
-
-def _replace(path: str, data: bytes) -> None:
-    """Atomic replacement without fsync: readers see the old or the new file, never a torn one.
-
-    Unlike store metadata, leases need no durability: a machine crash also
-    destroys the namespaces, veths and rules they describe (and exec_root is a
-    tmpfs on real hosts), while an fsync costs ~5 ms per write on a disk-backed
-    /run -- the lease is written twice per connect.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            # No fsync: a machine crash also destroys the namespaces, veths and rules the
+            # leases describe (and exec_root is a tmpfs on real hosts), while an fsync costs
+            # ~5 ms per write on a disk-backed /run -- and connect writes the file twice.
+            fsutil.write_json_atomic(paths["file"], table.to_dict(), 0o600, durable=False)
 
 
 def new_lease(container_id: str, ip: str, veth: str, netns: str, **details: Any) -> Lease:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from . import config as berth_config
 from . import ipam, netfilter, netns
-from .errors import ConfigError, Conflict, InvalidArgument, NetworkError
+from .errors import Conflict, InvalidArgument, NetworkError
 from .netlink import Link, Netlink, pyroute2_version
 from .ports import PortSpec, PublishedPort, parse_all, port_taken_error, try_bind
 
@@ -176,26 +176,8 @@ AddressPool = Tuple[ipaddress.IPv4Network, int]
 
 
 def address_pools(config: berth_config.DaemonConfig) -> List[AddressPool]:
-    """Docker's ``default-address-pools`` (``[{"base": "10.90.0.0/16", "size": 24}]``), validated."""
-    raw = config.extra.get(ADDRESS_POOLS_KEY)
-    if raw is None:
-        return []
-    where = f"{config.path or 'daemon.json'}: {ADDRESS_POOLS_KEY!r}"
-    if not isinstance(raw, list):
-        raise ConfigError(f'{where} must be a list of objects like {{"base": "10.90.0.0/16", "size": 24}}')
-    pools = []
-    for entry in raw:
-        if not isinstance(entry, dict) or set(entry) - {"base", "size"}:
-            raise ConfigError(f"{where}: {entry!r} must be an object with 'base' and 'size'")
-        try:
-            base = ipaddress.IPv4Network(str(entry.get("base")))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: base {entry.get('base')!r} is not an IPv4 network: {exc}") from None
-        size = entry.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or not base.prefixlen <= size <= 30:
-            raise ConfigError(f"{where}: size {size!r} must be a prefix length from {base.prefixlen} to 30")
-        pools.append((base, size))
-    return pools
+    """The IPv4 ``default-address-pools`` of the configuration, as networks."""
+    return [(ipaddress.IPv4Network(base), size) for base, size in config.default_address_pools]
 
 
 def pick_pool_subnet(pools: Sequence[AddressPool], taken: Iterable[ipaddress.IPv4Network]) -> ipaddress.IPv4Interface:
@@ -236,7 +218,7 @@ class BridgeNetwork:
         the subnet even though the bridge's own route now covers it.
         """
         pools = address_pools(self.config)
-        if not pools or self.config.bip != berth_config.DEFAULT_BIP:
+        if not pools or self.config.bip_explicit or self.config.bip != berth_config.DEFAULT_BIP:
             return self.config.bridge_network
         with Netlink() as link_api:
             bridge = link_api.link(self.bridge)

@@ -325,8 +325,7 @@ def test_prune_reapplies_rules_someone_else_flushed(lab: Lab) -> None:
 
 def test_default_address_pools_pick_the_bridge_subnet() -> None:
     base = ipaddress.IPv4Network(f"10.233.{random.randint(0, 255)}.0/24")
-    pools = {"default-address-pools": [{"base": str(base), "size": 26}]}
-    with Lab(backend="nftables", bip=DEFAULT_BIP, extra=pools) as lab:
+    with Lab(backend="nftables", bip=DEFAULT_BIP, default_address_pools=((str(base), 26),)) as lab:
         standin = lab.start(serve=False)
         assert ipaddress.IPv4Address(standin.ip) in base
         assert standin.attachment.prefixlen == 26

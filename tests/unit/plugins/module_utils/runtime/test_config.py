@@ -77,3 +77,36 @@ def test_overrides_win_and_are_validated() -> None:
     assert changed.data_root == base.data_root
     with pytest.raises(ConfigError):
         base.with_overrides(registry_mirrors=["127.0.0.1:5000"])
+
+
+def test_default_address_pools_are_parsed_and_bip_set_by_the_file_is_marked(tmp_path) -> None:
+    path = tmp_path / "daemon.json"
+    pools = [{"base": "10.90.0.0/16", "size": 24}, {"base": "fd00:dead::/48", "size": 64}]
+    path.write_text(json.dumps({"default-address-pools": pools}))
+    loaded = config.load(str(path))
+    assert loaded.default_address_pools == (("10.90.0.0/16", 24),), "IPv6 pools are Docker's; the bridge skips them"
+    assert loaded.bip_explicit is False
+    assert "default-address-pools" not in loaded.extra
+    path.write_text(json.dumps({"bip": "10.89.0.1/16"}))
+    assert config.load(str(path)).bip_explicit is True
+    assert config.load(str(tmp_path / "absent.json")).bip_explicit is False
+
+
+@pytest.mark.parametrize(
+    ("pools", "message"),
+    [
+        ({"base": "10.90.0.0/16", "size": 24}, "must be a list"),
+        ([{"base": "10.90.0.0/16"}], "exactly 'base' and 'size'"),
+        ([{"base": "10.90.0.0/16", "size": 24, "extra": 1}], "exactly 'base' and 'size'"),
+        ([{"base": "nope", "size": 24}], "is not a network"),
+        ([{"base": "10.90.0.0/16", "size": 8}], "from 16 to 30"),
+        ([{"base": "10.90.0.0/16", "size": "24"}], "from 16 to 30"),
+        (["10.90.0.0/16"], "must be an object"),
+    ],
+)
+def test_invalid_address_pools_are_named(tmp_path, pools: object, message: str) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"default-address-pools": pools}))
+    with pytest.raises(ConfigError, match=message) as info:
+        config.load(str(path))
+    assert "default-address-pools" in str(info.value)

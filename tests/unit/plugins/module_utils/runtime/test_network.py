@@ -7,7 +7,6 @@ import pytest
 from ansible_collections.berth.containers.plugins.module_utils.runtime import network
 from ansible_collections.berth.containers.plugins.module_utils.runtime.config import DaemonConfig
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import (
-    ConfigError,
     InvalidArgument,
     NetworkError,
 )
@@ -80,13 +79,18 @@ def test_attachment_round_trip_and_docker_columns() -> None:
     assert attachment.hosts_names() == ["web", "www"]
 
 
-def test_address_pools_are_validated() -> None:
-    config = DaemonConfig(extra={"default-address-pools": [{"base": "10.90.0.0/16", "size": 24}]})
+def test_address_pools_come_from_the_configuration() -> None:
+    config = DaemonConfig(default_address_pools=(("10.90.0.0/16", 24),))
     assert network.address_pools(config) == [(ipaddress.IPv4Network("10.90.0.0/16"), 24)]
     assert network.address_pools(DaemonConfig()) == []
-    for bad in ({"base": "10.90.0.0/16", "size": 8}, {"base": "nope", "size": 24}, {"base": "10.0.0.0/8"}, "x"):
-        with pytest.raises(ConfigError, match="default-address-pools"):
-            network.address_pools(DaemonConfig(extra={"default-address-pools": [bad]}))
+
+
+def test_an_explicit_bip_wins_over_the_pools_even_when_it_is_the_default() -> None:
+    pools = (("10.90.0.0/16", 24),)
+    explicit = DaemonConfig(bip="10.89.0.1/16", bip_explicit=True, default_address_pools=pools)
+    assert network.BridgeNetwork(explicit).interface == ipaddress.IPv4Interface("10.89.0.1/16")
+    other = DaemonConfig(bip="10.77.0.1/24", default_address_pools=pools)
+    assert network.BridgeNetwork(other).interface == ipaddress.IPv4Interface("10.77.0.1/24")
 
 
 def test_pool_subnet_skips_host_routes() -> None:
