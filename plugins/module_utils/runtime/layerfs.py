@@ -161,8 +161,47 @@ def chmod_at(dirfd: int, name: str, mode: int) -> None:
         os.close(fd)
 
 
+FD_WINDOW = 64  # directory fds a deep walk keeps open (a hostile tree can be thousands deep)
+
+
+class _Level:
+    __slots__ = ("fd", "name", "subdirs")
+
+    def __init__(self, name: str, fd: Optional[int]) -> None:
+        self.name = name
+        self.fd = fd
+        self.subdirs: Optional[List[str]] = None
+
+
+def _level_fd(stack: List[_Level], base_fd: int) -> int:
+    """The fd of the deepest level, reopened by name (never following a symlink) if it was closed."""
+    top = len(stack) - 1
+    if stack[top].fd is not None:
+        return stack[top].fd  # type: ignore[return-value]
+    anchor = top
+    while anchor >= 0 and stack[anchor].fd is None:
+        anchor -= 1
+    fd = stack[anchor].fd if anchor >= 0 else base_fd
+    for index in range(anchor + 1, top + 1):
+        fd = os.open(stack[index].name, DIR_FLAGS, dir_fd=fd)
+        stack[index].fd = fd
+        _close_beyond_window(stack, index)
+    return fd  # type: ignore[return-value]
+
+
+def _close_beyond_window(stack: List[_Level], index: int) -> None:
+    old = index - FD_WINDOW
+    if old >= 0 and stack[old].fd is not None:
+        os.close(stack[old].fd)  # type: ignore[arg-type]
+        stack[old].fd = None
+
+
 def remove_at(dirfd: int, name: str, st: Optional[os.stat_result] = None) -> None:
-    """Remove *name* (a whole tree if it is a directory) without following symlinks."""
+    """Remove *name* (a whole tree if it is a directory) without following symlinks.
+
+    Iterative, with at most :data:`FD_WINDOW` directory fds open: a hostile
+    layer can nest deeper than Python's recursion limit and the fd limit.
+    """
     if st is None:
         st = lstat_at(dirfd, name)
         if st is None:
@@ -170,30 +209,37 @@ def remove_at(dirfd: int, name: str, st: Optional[os.stat_result] = None) -> Non
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dirfd)
         return
-    # Iterative: a hostile layer can nest deeper than Python's recursion limit.
-    stack: List[Tuple[int, str, int]] = []
-    fd = os.open(name, DIR_FLAGS, dir_fd=dirfd)
-    stack.append((dirfd, name, fd))
-    while stack:
-        parent_fd, dir_name, fd = stack[-1]
-        child = _first_entry(fd)
-        if child is None:
+    stack = [_Level(name, os.open(name, DIR_FLAGS, dir_fd=dirfd))]
+    try:
+        while stack:
+            level = stack[-1]
+            fd = _level_fd(stack, dirfd)
+            if level.subdirs is None:
+                level.subdirs = _unlink_files(fd)
+            if level.subdirs:
+                child = level.subdirs.pop()
+                stack.append(_Level(child, os.open(child, DIR_FLAGS, dir_fd=fd)))
+                _close_beyond_window(stack, len(stack) - 1)
+                continue
             stack.pop()
             os.close(fd)
-            os.rmdir(dir_name, dir_fd=parent_fd)
-            continue
-        child_name, is_dir = child
-        if is_dir:
-            stack.append((fd, child_name, os.open(child_name, DIR_FLAGS, dir_fd=fd)))
-        else:
-            os.unlink(child_name, dir_fd=fd)
+            os.rmdir(level.name, dir_fd=_level_fd(stack, dirfd) if stack else dirfd)
+    finally:
+        for level in stack:
+            if level.fd is not None:
+                os.close(level.fd)
 
 
-def _first_entry(fd: int) -> Optional[Tuple[str, bool]]:
+def _unlink_files(fd: int) -> List[str]:
+    """Unlink every non-directory in *fd*; return the names of its subdirectories."""
+    files: List[str] = []
+    subdirs: List[str] = []
     with os.scandir(fd) as entries:
         for entry in entries:
-            return entry.name, entry.is_dir(follow_symlinks=False)
-    return None
+            (subdirs if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
+    for file_name in files:
+        os.unlink(file_name, dir_fd=fd)
+    return subdirs
 
 
 def iter_xattrs(target: Union[int, str], follow_symlinks: bool = False) -> Iterator[Tuple[str, bytes]]:
@@ -214,21 +260,31 @@ def iter_xattrs(target: Union[int, str], follow_symlinks: bool = False) -> Itera
                 raise
 
 
+def _default_cache_size() -> int:
+    """256 fds, or an eighth of the soft open-file limit when that is lower (other threads need fds too)."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(8, min(256, soft // 8))
+
+
 class DirCache:
     """Directory fds of one tree, by relative path, opened without following symlinks.
 
     ``get(relpath)`` returns an fd that stays valid until a later ``get`` or
-    ``forget`` (least recently used fds are closed beyond *size*; the fds
-    returned by the last three ``get`` calls are never closed by eviction, so
-    a caller may hold two at once, e.g. for ``link``).  The fd refers to the
+    ``forget`` (least recently used fds are closed beyond *size*, also during
+    a deep walk; the fds returned by the last three ``get`` calls are never
+    closed by eviction, so a caller may hold two at once, e.g. for ``link``).  The fd refers to the
     directory inode: renaming or replacing the path afterwards cannot make
     later writes through the fd land outside the tree.
     """
 
-    def __init__(self, root_fd: int, use_openat2: Optional[bool] = None, size: int = 256) -> None:
+    def __init__(self, root_fd: int, use_openat2: Optional[bool] = None, size: Optional[int] = None) -> None:
         self.root_fd = root_fd
         self._fds: OrderedDict[str, int] = OrderedDict()
-        self._size = size
+        self._size = size if size is not None else _default_cache_size()
         self._recent: Deque[str] = deque(maxlen=3)
         self.use_openat2 = use_openat2 if use_openat2 is not None else True
 
@@ -241,7 +297,6 @@ class DirCache:
         """
         if not relpath:
             return self.root_fd
-        self._evict()
         fd = self._fds.get(relpath)
         if fd is not None:
             self._fds.move_to_end(relpath)
@@ -254,8 +309,12 @@ class DirCache:
                 if exc.errno == errno.ENOSYS:
                     self.use_openat2 = False
             else:
-                return self._remember(relpath, fd)
-        return self._walk(relpath, create)
+                self._remember(relpath, fd)
+                self._recent.append(relpath)
+                return fd
+        fd = self._walk(relpath, create)
+        self._recent.append(relpath)
+        return fd
 
     def _walk(self, relpath: str, create: Optional[Callable[[int, str, str], None]]) -> int:
         parts = relpath.split("/")
@@ -293,17 +352,18 @@ class DirCache:
         raise AssertionError("unreachable")
 
     def _remember(self, relpath: str, fd: int) -> int:
+        """Cache *fd*; evict others beyond the size (so a deep walk keeps few fds open)."""
         old = self._fds.pop(relpath, None)
         if old is not None and old != fd:
             os.close(old)
         self._fds[relpath] = fd
-        self._recent.append(relpath)
+        self._evict(keep=relpath)
         return fd
 
-    def _evict(self) -> None:
+    def _evict(self, keep: str = "") -> None:
         while len(self._fds) > self._size:
             for relpath in self._fds:
-                if relpath not in self._recent:
+                if relpath != keep and relpath not in self._recent:
                     os.close(self._fds.pop(relpath))
                     break
             else:

@@ -161,21 +161,28 @@ class _StrictTarInfo(tarfile.TarInfo):
         return super()._proc_member(tarfile)  # type: ignore[misc]
 
 
+def shown(name: str, limit: int = 120) -> str:
+    """*name* quoted for a message, shortened in the middle when a hostile layer made it huge."""
+    if len(name) > limit:
+        name = name[: limit // 2] + "..." + name[-limit // 3 :]
+    return repr(name)
+
+
 def clean_name(name: str) -> str:
     """The lexically cleaned relative form of a tar member name; "" is the layer root."""
     if "\x00" in name:
-        raise LayerError(f"layer entry {name!r} has a NUL byte in its name")
+        raise LayerError(f"layer entry {shown(name)} has a NUL byte in its name")
     parts: List[str] = []
     for part in name.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
-                raise LayerError(f"layer entry {name!r} points outside the layer (refusing '..' above its root)")
+                raise LayerError(f"layer entry {shown(name)} points outside the layer (refusing '..' above its root)")
             parts.pop()
             continue
         if len(os.fsencode(part)) > NAME_MAX:
-            raise LayerError(f"layer entry {name!r} has a path component longer than {NAME_MAX} bytes")
+            raise LayerError(f"layer entry {shown(name)} has a path component longer than {NAME_MAX} bytes")
         parts.append(part)
     return "/".join(parts)
 
@@ -290,11 +297,11 @@ def _entry_xattrs(member: tarfile.TarInfo) -> List[Tuple[str, bytes]]:
             try:
                 data = base64.b64decode(value + "=" * (-len(value) % 4))
             except ValueError:
-                raise LayerError(f"layer entry {member.name!r}: xattr {name!r} is not valid base64") from None
+                raise LayerError(f"layer entry {shown(member.name)}: xattr {shown(name)} is not valid base64") from None
         else:
             continue
         if not name or "\x00" in name:
-            raise LayerError(f"layer entry {member.name!r} has an xattr with an invalid name {name!r}")
+            raise LayerError(f"layer entry {shown(member.name)} has an xattr with an invalid name {shown(name)}")
         if name.startswith(DROPPED_XATTR_PREFIXES):
             continue
         found.append((name, data))
@@ -378,23 +385,25 @@ class _Applier:
             try:
                 self._apply(tar, member)
             except OSError as exc:
-                raise LayerError(f"layer entry {member.name!r}: {exc.strerror or exc}") from None
+                raise LayerError(f"layer entry {shown(member.name)}: {exc.strerror or exc}") from None
             except (ValueError, OverflowError) as exc:
-                raise LayerError(f"layer entry {member.name!r} is invalid: {exc}") from None
+                raise LayerError(f"layer entry {shown(member.name)} is invalid: {exc}") from None
 
     def _apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         if len(os.fsencode(member.name)) > self.max_path:
-            raise LayerError(f"layer entry {member.name[:80]!r}... has a name longer than {self.max_path} bytes")
+            raise LayerError(f"layer entry {shown(member.name)} has a name longer than {self.max_path} bytes")
         name = clean_name(member.name)
         if name in self.seen:
-            raise LayerError(f"layer entry {member.name!r} appears twice in the layer (duplicates are not allowed)")
+            raise LayerError(
+                f"layer entry {shown(member.name)} appears twice in the layer (duplicates are not allowed)"
+            )
         self.seen.add(name)
         parent, base = _split(name)
         if any(part.startswith(WHITEOUT_PREFIX) for part in parent.split("/")):
             if any(part.startswith(AUFS_META_PREFIX) for part in parent.split("/")):
                 self.stats.skipped_entries += 1  # legacy AUFS metadata (.wh..wh.plnk/...)
                 return
-            raise LayerError(f"layer entry {member.name!r} uses a whiteout name as a directory")
+            raise LayerError(f"layer entry {shown(member.name)} uses a whiteout name as a directory")
         if base.startswith(AUFS_META_PREFIX):
             if base == OPAQUE_MARKER:
                 self._opaque(parent)
@@ -405,13 +414,13 @@ class _Applier:
             self._whiteout(parent, base[len(WHITEOUT_PREFIX) :], member)
             return
         if not name and member.type != tarfile.DIRTYPE:
-            raise LayerError(f"layer entry {member.name!r} would replace the layer root with a non-directory")
+            raise LayerError(f"layer entry {shown(member.name)} would replace the layer root with a non-directory")
         kind = member.type
         if kind == tarfile.DIRTYPE:
             self._directory(name, member)
         elif kind in _FILE_TYPES:
             if member.issparse():
-                raise LayerError(f"layer entry {member.name!r} is a sparse file (not allowed in image layers)")
+                raise LayerError(f"layer entry {shown(member.name)} is a sparse file (not allowed in image layers)")
             self._file(tar, name, member)
         elif kind == tarfile.SYMTYPE:
             self._symlink(name, member)
@@ -426,7 +435,7 @@ class _Applier:
         elif kind == tarfile.FIFOTYPE:
             self._node(name, member, stat.S_IFIFO)
         else:
-            raise LayerError(f"layer entry {member.name!r} has an unsupported tar type {kind!r}")
+            raise LayerError(f"layer entry {shown(member.name)} has an unsupported tar type {kind!r}")
 
     # --- directories and the path walk -----------------------------------------
 
@@ -440,12 +449,12 @@ class _Applier:
                     self._replace_whiteout_with_dir(blocked.relpath)
                     continue
                 raise LayerError(
-                    f"cannot write below {blocked.relpath!r}: it is {blocked.kind} in this layer, "
+                    f"cannot write below {shown(blocked.relpath)}: it is {blocked.kind} in this layer, "
                     "and paths through symlinks or files are refused"
                 ) from None
             except FileNotFoundError:
-                raise LayerError(f"directory {parent!r} does not exist in this layer") from None
-        raise LayerError(f"cannot create the directories of {parent!r}")
+                raise LayerError(f"directory {shown(parent)} does not exist in this layer") from None
+        raise LayerError(f"cannot create the directories of {shown(parent)}")
 
     def _replace_whiteout_with_dir(self, relpath: str) -> None:
         """``.wh.X`` followed by ``X/...``: the lower X was deleted, so X is a new, opaque directory."""
@@ -541,7 +550,8 @@ class _Applier:
         size = member.size
         if size < 0 or size > self.max_bytes - self.stats.bytes_written:
             raise LayerError(
-                f"layer entry {member.name!r} ({size} bytes) exceeds the layer's size limit of {self.max_bytes} bytes"
+                f"layer entry {shown(member.name)} ({size} bytes) exceeds the layer's size limit "
+                f"of {self.max_bytes} bytes"
             )
         parent_fd, base = self._prepare(name)
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent_fd)
@@ -566,7 +576,7 @@ class _Applier:
         while remaining:
             chunk = source.read(min(CHUNK, remaining))
             if not chunk:
-                raise LayerError(f"layer entry {member.name!r}: the tar stream ends inside its data (truncated)")
+                raise LayerError(f"layer entry {shown(member.name)}: the tar stream ends inside its data (truncated)")
             view = memoryview(chunk)
             while view:
                 written = os.write(fd, view)
@@ -577,7 +587,7 @@ class _Applier:
     def _symlink(self, name: str, member: tarfile.TarInfo) -> None:
         target = member.linkname
         if not target or "\x00" in target or len(os.fsencode(target)) > SYMLINK_MAX:
-            raise LayerError(f"layer entry {member.name!r} is a symlink with an invalid target {target[:80]!r}")
+            raise LayerError(f"layer entry {shown(member.name)} is a symlink with an invalid target {shown(target)}")
         parent_fd, base = self._prepare(name)
         os.symlink(target, base, dir_fd=parent_fd)
         self._owner_mode_at(parent_fd, base, name, member, chmod=False)
@@ -589,7 +599,7 @@ class _Applier:
 
     def _hardlink(self, name: str, member: tarfile.TarInfo) -> None:
         if len(os.fsencode(member.linkname)) > self.max_path:
-            raise LayerError(f"layer entry {member.name!r} is a hardlink with a target name that is too long")
+            raise LayerError(f"layer entry {shown(member.name)} is a hardlink with a target name that is too long")
         target = clean_name(member.linkname)
         if self.created.get(target) == _SKIPPED:
             self.created[name] = _SKIPPED
@@ -597,7 +607,7 @@ class _Applier:
             return
         if self.created.get(target) != "f":
             raise LayerError(
-                f"layer entry {member.name!r} is a hardlink to {member.linkname!r}, "
+                f"layer entry {shown(member.name)} is a hardlink to {shown(member.linkname)}, "
                 "which is not a file created earlier in this layer"
             )
         target_parent, target_base = _split(target)
@@ -609,7 +619,7 @@ class _Applier:
 
     def _node(self, name: str, member: tarfile.TarInfo, kind: int) -> None:
         if member.devmajor < 0 or member.devminor < 0:
-            raise LayerError(f"layer entry {member.name!r} has a negative device number")
+            raise LayerError(f"layer entry {shown(member.name)} has a negative device number")
         device = os.makedev(member.devmajor, member.devminor) if kind != stat.S_IFIFO else 0
         parent_fd, base = self._prepare(name)
         os.mknod(base, kind | 0o600, device, dir_fd=parent_fd)
@@ -627,7 +637,7 @@ class _Applier:
 
     def _whiteout(self, parent: str, hidden: str, member: tarfile.TarInfo) -> None:
         if hidden in ("", ".", ".."):
-            raise LayerError(f"layer entry {member.name!r} is an invalid whiteout")
+            raise LayerError(f"layer entry {shown(member.name)} is an invalid whiteout")
         target = f"{parent}/{hidden}" if parent else hidden
         parent_fd = self._parent_fd(parent)
         made_here = self.created.get(target)
@@ -654,7 +664,7 @@ class _Applier:
     @staticmethod
     def _id(value: int, member: tarfile.TarInfo) -> int:
         if not 0 <= value <= _MAX_ID:
-            raise LayerError(f"layer entry {member.name!r} has an invalid owner id {value}")
+            raise LayerError(f"layer entry {shown(member.name)} has an invalid owner id {value}")
         return value
 
     def _owner_mode(self, fd: int, name: str, member: tarfile.TarInfo) -> None:
@@ -675,12 +685,12 @@ class _Applier:
         except OSError as exc:
             if key == CAPABILITY_XATTR:
                 raise LayerError(
-                    f"layer entry {name!r}: cannot set its file capabilities ({key}): {exc.strerror}"
+                    f"layer entry {shown(name)}: cannot set its file capabilities ({key}): {exc.strerror}"
                 ) from None
             if exc.errno in (errno.ENOTSUP, errno.EPERM):
                 self.stats.skipped_xattrs += 1
                 return False
-            raise LayerError(f"layer entry {name!r}: cannot set xattr {key}: {exc.strerror}") from None
+            raise LayerError(f"layer entry {shown(name)}: cannot set xattr {key}: {exc.strerror}") from None
 
     @staticmethod
     def _times(member: tarfile.TarInfo) -> Tuple[int, int]:
@@ -688,7 +698,7 @@ class _Applier:
             mtime = _parse_time_ns(member.pax_headers.get("mtime", member.mtime))
             atime = _parse_time_ns(member.pax_headers["atime"]) if "atime" in member.pax_headers else mtime
         except ValueError:
-            raise LayerError(f"layer entry {member.name!r} has an invalid time") from None
+            raise LayerError(f"layer entry {shown(member.name)} has an invalid time") from None
         return atime, mtime
 
     @staticmethod

@@ -629,35 +629,42 @@ while True:
 def test_racing_a_directory_swap_for_a_symlink_never_writes_outside(env: Env, use_openat2: bool) -> None:
     """E14 (CVE-2025-47290 class): another process keeps replacing a/ with a symlink to the host tree."""
     import io
+    import resource
     import shutil
     import subprocess
     import sys
     import time
 
-    tar = t().dir("a")
-    # More new directories than the applier keeps fds for: "a" itself is evicted and opened again.
-    for index in range(600):
-        tar.file(f"a/d{index}/f", b"x")
-    data = tar.tobytes()
-    before = snapshot(env.base, skip=["layer"])
-    interfered = 0
-    for _round in range(3):
-        os.mkdir(env.path("a"))
-        racer = subprocess.Popen([sys.executable, "-c", RACER, env.dest, env.host])
-        try:
-            time.sleep(0.2)  # the racer is spinning before the applier starts
+    # More new directories than the applier keeps fds for (32 under a soft limit of 256 open
+    # files): "a" itself is evicted and opened again while the racer runs.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))
+    try:
+        tar = t().dir("a")
+        for index in range(150):
+            tar.file(f"a/d{index}/f", b"x")
+        data = tar.tobytes()
+        before = snapshot(env.base, skip=["layer"])
+        interfered = 0
+        for _round in range(3):
+            os.mkdir(env.path("a"))
+            racer = subprocess.Popen([sys.executable, "-c", RACER, env.dest, env.host])
             try:
-                layers.apply_layer(io.BytesIO(data), env.dest, use_openat2=use_openat2)
-            except LayerError:
+                time.sleep(0.2)  # the racer is spinning before the applier starts
+                try:
+                    layers.apply_layer(io.BytesIO(data), env.dest, use_openat2=use_openat2)
+                except LayerError:
+                    interfered += 1
+            finally:
+                racer.kill()
+                racer.wait()
+            assert snapshot(env.base, skip=["layer"]) == before, "the racer made the applier write outside"
+            if any(name.startswith("parked-") for name in os.listdir(env.dest)):
                 interfered += 1
-        finally:
-            racer.kill()
-            racer.wait()
-        assert snapshot(env.base, skip=["layer"]) == before, "the racer made the applier write outside"
-        if any(name.startswith("parked-") for name in os.listdir(env.dest)):
-            interfered += 1
-        if os.path.islink(env.path("a")):
-            os.unlink(env.path("a"))
-        shutil.rmtree(env.dest)
-        os.mkdir(env.dest, 0o700)
+            if os.path.islink(env.path("a")):
+                os.unlink(env.path("a"))
+            shutil.rmtree(env.dest)
+            os.mkdir(env.dest, 0o700)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert interfered, "the racer never got in the way: the test proved nothing"

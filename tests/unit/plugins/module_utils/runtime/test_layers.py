@@ -301,19 +301,23 @@ def test_apply_compressed_with_a_missing_blob(tmp_path) -> None:
         layers.apply_compressed(str(tmp_path / "missing"), str(tmp_path))
 
 
-def test_dir_cache_keeps_recent_fds_open_under_eviction(tmp_path) -> None:
-    for index in range(20):
+def test_dir_cache_keeps_the_last_results_open_under_eviction(tmp_path) -> None:
+    """A caller may hold the fds of its last calls (hardlinks need two) while a deep walk evicts."""
+    for index in range(3):
         os.makedirs(tmp_path / f"d{index}" / "sub")
+    os.makedirs(tmp_path / "x/y/z/w/v")
     root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    cache = layerfs.DirCache(root, size=4)
+    cache = layerfs.DirCache(root, use_openat2=False, size=2)
     try:
         first = cache.get("d0/sub")
         second = cache.get("d1/sub")
-        for index in range(2, 20):
+        cache.get("x/y/z/w/v")  # five new entries in a cache of two
+        assert len(cache.cached()) <= 2 + 2
+        assert os.fstat(first).st_ino == os.stat(tmp_path / "d0/sub").st_ino
+        assert os.fstat(second).st_ino == os.stat(tmp_path / "d1/sub").st_ino
+        for index in range(3):
             cache.get(f"d{index}/sub")
-        assert len(cache.cached()) <= 4 + 2
-        os.fstat(first)  # still open: eviction never closes the fds of the last calls
-        os.fstat(second)
+        assert len(cache.cached()) <= 2 + 3
     finally:
         cache.close()
         os.close(root)
@@ -326,7 +330,7 @@ def test_remove_at_handles_trees_deeper_than_the_recursion_limit(tmp_path) -> No
         os.mkdir("deep", dir_fd=root)
         current = os.open("deep", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
         os.close(fd)
-        for _level in range(1500):
+        for _level in range(1100):
             os.mkdir("d", dir_fd=current)
             nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=current)
             os.close(current)
@@ -336,3 +340,44 @@ def test_remove_at_handles_trees_deeper_than_the_recursion_limit(tmp_path) -> No
         assert os.listdir(tmp_path) == []
     finally:
         os.close(root)
+
+
+@pytest.fixture
+def few_fds():
+    """Run with a soft limit of 200 open files (lowered only; restored after): the fd cache shrinks to fit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(200, soft), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("use_openat2", [True, False])
+def test_deep_trees_need_a_bounded_number_of_fds(tmp_path, few_fds, use_openat2: bool) -> None:
+    """A hostile layer may nest 2000 levels deep: walking, replacing and diffing it must not run out of fds.
+
+    600 levels under a limit of 200 open files proves the point at a third of the cost.
+    """
+    import io
+
+    from ansible_collections.berth.containers.plugins.module_utils.runtime import layerdiff
+
+    deep = "/".join(["d"] * 600)
+    try:
+        apply(builder().file(f"{deep}/leaf", b"x").file("d2/x", b"y").tobytes(), str(tmp_path), use_openat2=use_openat2)
+        assert (tmp_path / deep / "leaf").read_bytes() == b"x"
+        out = io.BytesIO()
+        stats = layerdiff.write_layer_tar(str(tmp_path), out)
+        assert stats.directories == 601
+        apply(builder().file("d", b"replaced the whole chain").tobytes(), str(tmp_path), use_openat2=use_openat2)
+        assert (tmp_path / "d").read_bytes() == b"replaced the whole chain"
+    finally:  # pytest's own clean-up recurses: remove the tree here whatever happened
+        root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in os.listdir(tmp_path):
+                layerfs.remove_at(root, name)
+        finally:
+            os.close(root)
