@@ -6,7 +6,6 @@ in a :class:`support.berth_env.BerthEnv`, remembers them, and removes them in
 the host side through the runtime's public API.
 """
 
-import json
 import secrets
 import time
 from typing import Any, Dict, List, Sequence
@@ -60,7 +59,3 @@ class Containers:
                 problems.append(result.stderr.strip())
         self.names.clear()
         return problems
-
-
-def berth_json(env: BerthEnv, *args: str) -> Any:
-    return json.loads(env.berth(*args).stdout)
