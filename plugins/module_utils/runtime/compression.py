@@ -26,7 +26,7 @@ import subprocess
 import threading
 import zlib
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
 from .errors import InvalidArgument, LayerError
 
@@ -480,6 +480,67 @@ class ZstdWriter:
         self._writer.close()
 
 
+class ProcessWriter:
+    """Compression by a host helper program (``zstd -c``) running as nobody; its output goes to *out*."""
+
+    def __init__(self, argv: List[str], out: BinaryIO, what: str) -> None:
+        self._out = out
+        self._what = what
+        self._error: Optional[BaseException] = None
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+            cwd="/",
+            close_fds=True,
+            **_unprivileged(),
+        )
+        self._drainer = threading.Thread(target=self._drain, name=f"berth-{what}-out", daemon=True)
+        self._drainer.start()
+
+    def _drain(self) -> None:
+        stdout = self._proc.stdout
+        try:
+            while True:
+                data = stdout.read1(CHUNK)  # type: ignore[union-attr]  # stdout=PIPE
+                if not data:
+                    return
+                self._out.write(data)
+        except BaseException as exc:  # reported by close()
+            self._error = exc
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._proc.stdin.write(data)  # type: ignore[union-attr]  # stdin=PIPE
+        except BrokenPipeError:
+            self.close()
+        return len(data)
+
+    def close(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        status = self._proc.wait()
+        self._drainer.join()
+        message = self._proc.stderr.read(4096).decode(errors="replace").strip()  # type: ignore[union-attr]
+        if self._error is not None:
+            raise self._error
+        if status != 0:
+            raise LayerError(f"{self._what} could not compress the layer (exit status {status}): {message}")
+
+
+def _zstd_writer(out: BinaryIO, level: int) -> Union[ZstdWriter, ProcessWriter]:
+    if _zstandard_available():
+        return ZstdWriter(out, level)
+    if ZSTD_CLI is None:
+        raise LayerError("cannot write a zstd layer: install the Python 'zstandard' module or the zstd program")
+    return ProcessWriter([ZSTD_CLI, "-c", "-q", "--no-progress", f"-{level}"], out, "zstd")
+
+
 class _PlainWriter:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -523,7 +584,7 @@ class LayerWriter:
         if compression == GZIP:
             self._compressor = GzipWriter(self._blob, 6 if level is None else level)  # type: ignore[arg-type]
         elif compression == ZSTD:
-            self._compressor = ZstdWriter(self._blob, 3 if level is None else level)  # type: ignore[arg-type,assignment]
+            self._compressor = _zstd_writer(self._blob, 3 if level is None else level)  # type: ignore[arg-type,assignment]
         elif compression == PLAIN:
             self._compressor = _PlainWriter(self._blob)  # type: ignore[arg-type,assignment]
         else:
