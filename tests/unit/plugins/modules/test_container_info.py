@@ -80,7 +80,8 @@ def test_logs_tail_both_streams_and_changes_nothing(created, capsys) -> None:
         {"stream": "stderr", "time": "t3", "text": "line 3"},
         {"stream": "stdout", "time": "t4", "text": "line 4"},
     ]
-    every, _ = run(capsys, {"name": "web", "config": config, "logs": True, "logs_tail": -1})
+    every, every_code = run(capsys, {"name": "web", "config": config, "logs": True, "logs_tail": -1})
+    assert every_code == 0
     assert [item["text"] for item in every["logs"]] == [f"line {n}" for n in range(5)]
     assert snapshot(data_root) == before
 
