@@ -9,11 +9,13 @@ Nothing becomes visible before it is verified: blobs by digest, layers by
 diff_id, and the image record only once every layer is published.
 """
 
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import DaemonConfig
+from .digest import validate_digest
 from .errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from .reference import Reference
 from .reference import parse as parse_reference
@@ -42,6 +44,18 @@ class PullResult:
     def changed(self) -> bool:
         """The tag now names a different image than before the pull (or did not exist)."""
         return self.previous_id != self.image.id
+
+
+@dataclass
+class PushResult:
+    """What a push did: the manifest digest the tag names now, and each blob's fate."""
+
+    reference: Reference
+    digest: str
+    media_type: str
+    uploaded: List[str] = field(default_factory=list)
+    mounted: List[str] = field(default_factory=list)
+    existing: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -202,6 +216,10 @@ class _BlobStream:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _suppress_missing() -> "contextlib.AbstractContextManager[Any]":
+    return contextlib.suppress(FileNotFoundError)
 
 
 def _looks_like_id(text: str) -> bool:
@@ -549,6 +567,287 @@ class Images:
         if applied is None or applied[0] != diff_id:
             return None
         return applied
+
+    # -- recording images that do not come from a pull ------------------------------
+
+    def _import_blob(self, opener: Callable[[], Any], digest: Optional[str] = None, size: Optional[int] = None) -> str:
+        """Copy a blob into the store, verified against *digest* and *size* when given; return its digest.
+
+        Without *digest* (a file made on this host) the digest is computed
+        while copying.  A blob already in the store is not copied again.
+        """
+        import os
+        import tempfile
+
+        from . import fsutil
+        from .digest import DigestCounter
+
+        if digest is not None:
+            validate_digest(digest, "blob digest")
+            if self.store.has_blob(digest):
+                return digest
+        self.store.ensure()
+        fd, temp = tempfile.mkstemp(prefix=".import-", dir=self.store.blobs)
+        try:
+            counter = DigestCounter(digest or "sha256")
+            with os.fdopen(fd, "wb") as out, opener() as source:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    if size is not None and counter.size + len(chunk) > size:
+                        raise IntegrityError(f"blob {digest} is longer than the {size} bytes its descriptor says")
+                    counter.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if (digest is not None and counter.digest != digest) or (size is not None and counter.size != size):
+                raise IntegrityError(
+                    f"blob {digest} does not match its descriptor: got {counter.digest} ({counter.size} bytes,"
+                    f" {size} expected)"
+                )
+            digest = counter.digest
+            with self.store.blob_lock(digest):
+                if not self.store.has_blob(digest):
+                    os.chmod(temp, 0o600)
+                    os.replace(temp, self.store.blob_path(digest))
+                    fsutil.fsync_dir(self.store.blobs)
+            return digest
+        finally:
+            with _suppress_missing():
+                os.unlink(temp)
+
+    def _record(
+        self,
+        manifest: bytes,
+        manifest_media_type: str,
+        config_raw: bytes,
+        tags: Sequence[str],
+        repo_digests: Sequence[str] = (),
+        progress: Progress = _quiet,
+    ) -> ImageRecord:
+        """Record an image whose blobs are all in the store: verify, unpack missing layers, add it with *tags*."""
+        from .digest import sha256_bytes
+        from .manifest import parse_config, parse_manifest
+
+        document = parse_manifest(manifest, manifest_media_type, None, "the image manifest")
+        if not hasattr(document, "layers"):
+            raise InvalidArgument("an image manifest is needed here, not an index")
+        if sha256_bytes(config_raw) != document.config.digest:
+            raise IntegrityError(f"the image config does not match the manifest's {document.config.digest}")
+        config = parse_config(config_raw, document.config, len(document.layers))
+        if len(config.diff_ids) != len(document.layers):
+            raise IntegrityError(
+                f"the manifest lists {len(document.layers)} layers but the config names {len(config.diff_ids)}"
+            )
+        chains = chain_ids(config.diff_ids)
+        self.store.ensure()
+        with self.store.in_use():
+            for index, layer in enumerate(document.layers):
+                if not self.store.has_blob(layer.digest):
+                    raise NotFound(f"layer blob {layer.digest} is not in the store")
+                if self.store.layer(chains[index]) is None:
+                    self._unpack(layer, config.diff_ids[index], chains, index, progress)
+                else:
+                    progress("exists", layer.digest, 0, layer.size)
+            self.store.put_blob(config_raw)
+            self.store.put_blob(manifest)
+            record = ImageRecord(
+                id=config.digest,
+                manifest=document.digest,
+                manifest_media_type=document.media_type,
+                config_media_type=document.config.media_type,
+                layers=[
+                    {"digest": layer.digest, "media_type": layer.media_type, "size": layer.size, "diff_id": diff_id}
+                    for layer, diff_id in zip(document.layers, config.diff_ids)
+                ],
+                chain_ids=chains,
+                platform=str(config.platform),
+                size=sum((self.store.layer(chain_id) or _NO_LAYER).size for chain_id in chains),
+                created=config.created or "",
+                repo_digests=list(repo_digests),
+                added=time.time(),
+            )
+            self.store.add_image(record, [str(parse_reference(tag)) for tag in tags])
+        return record
+
+    def record_local_image(
+        self,
+        config_bytes: bytes,
+        layers: Sequence[Tuple[str, str, str]],
+        tags: Sequence[str] = (),
+        fmt: str = "oci",
+    ) -> ImageRecord:
+        """Record an image made on this host (``commit``): its config and layers, and tag it.
+
+        *layers* are ``(blob, diff_id, media_type)`` bottom-up, where *blob* is
+        the path of a compressed layer file (copied in, its digest computed)
+        or the digest of a blob already in the store.  The config's
+        ``rootfs.diff_ids`` must list the same diff_ids.  The layer trees are
+        unpacked from the blobs and checked against their diff_ids, exactly as
+        a pull leaves them; an OCI (or Docker, *fmt*) manifest is written.
+        """
+        import json
+        import os
+
+        from .digest import is_valid_digest, sha256_bytes
+        from .imageformat import LayerDescriptor, build_manifest
+
+        try:
+            configured = json.loads(config_bytes)["rootfs"]["diff_ids"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidArgument("the image config needs rootfs.diff_ids") from None
+        if list(configured) != [diff_id for _blob, diff_id, _type in layers]:
+            raise InvalidArgument("the config's rootfs.diff_ids must list the layers' diff_ids, bottom-up")
+        descriptors = []
+        for blob, _diff_id, media_type in layers:
+            if is_valid_digest(blob):
+                if not self.store.has_blob(blob):
+                    raise NotFound(f"layer blob {blob} is not in the store")
+                digest = blob
+            else:
+                digest = self._import_blob(lambda path=blob: open(path, "rb"))  # type: ignore[misc]  # noqa: SIM115
+            descriptors.append(LayerDescriptor(digest, os.path.getsize(self.store.blob_path(digest)), media_type))
+        manifest, media_type = build_manifest(sha256_bytes(config_bytes), len(config_bytes), descriptors, fmt)
+        return self._record(manifest, media_type, config_bytes, tags)
+
+    # -- push ------------------------------------------------------------------------
+
+    def push_plan(self, text: str, target: Optional[str] = None, fmt: Optional[str] = None) -> Tuple[Any, bytes, str]:
+        """(target reference, manifest bytes, media type) that :meth:`push` would send; nothing is sent."""
+        from .imageformat import build_manifest, check_format, format_of, layers_of
+
+        record = self.get(text)
+        reference = parse_reference(target or text)
+        if reference.digest:
+            raise InvalidArgument(f"cannot push to {target or text}: name a tag, not a digest")
+        manifest = self.store.read_blob(record.manifest)
+        keep = fmt is None
+        if not keep:
+            try:
+                keep = format_of(record.manifest_media_type) == check_format(fmt)  # type: ignore[arg-type]
+            except InvalidArgument:
+                keep = False
+        if keep:
+            return reference, manifest, record.manifest_media_type
+        config = self.store.read_blob(record.id)
+        body, media_type = build_manifest(record.id, len(config), layers_of(record.layers), fmt or "oci")
+        return reference, body, media_type
+
+    def push(
+        self,
+        text: str,
+        target: Optional[str] = None,
+        options: Optional[RegistryOptions] = None,
+        fmt: Optional[str] = None,
+        progress: Progress = _quiet,
+    ) -> PushResult:
+        """Push a local image to *target* (default: its own name), in *fmt* (default: as it was pulled).
+
+        Each blob the repository already has (HEAD) is skipped; one that the
+        image was pulled with from another repository of the same registry is
+        mounted from there when the registry allows it; the rest is uploaded
+        (in chunks when large).  The manifest goes last, so the tag never names
+        an incomplete image.
+        """
+        options = options or RegistryOptions()
+        record = self.get(text)
+        reference, manifest, media_type = self.push_plan(text, target, fmt)
+        sources = [
+            parse_reference(repo_digest.split("@", 1)[0]) for repo_digest in record.repo_digests if "@" in repo_digest
+        ]
+        mount_from = [source.repository for source in sources if source.domain == reference.domain]
+        result = PushResult(reference, "", media_type)
+        blobs = [(layer["digest"], int(layer["size"])) for layer in record.layers]
+        blobs.append((record.id, len(self.store.read_blob(record.id))))
+        with options.client(self.config) as client:
+            for digest, size in blobs:
+                if client.blob_exists(reference, digest):
+                    result.existing.append(digest)
+                    progress("exists", digest, size, size)
+                    continue
+                if any(
+                    source != reference.repository and client.mount_blob(reference, digest, source)
+                    for source in mount_from
+                ):
+                    result.mounted.append(digest)
+                    progress("mounted", digest, size, size)
+                    continue
+                path = self.store.blob_path(digest)
+
+                def report(done: int, digest: str = digest, size: int = size) -> None:
+                    progress("pushing", digest, done, size)
+
+                client.upload_blob(reference, digest, path, report)
+                result.uploaded.append(digest)
+                progress("pushed", digest, size, size)
+            result.digest = client.put_manifest(reference, manifest, media_type)
+        progress("done", result.digest, 0, 0)
+        return result
+
+    def registry_tag_digest(self, target: str, options: RegistryOptions) -> Optional[str]:
+        """The digest *target*'s tag names in its registry now (None when the tag does not exist)."""
+        with options.client(self.config) as client:
+            return client.tag_digest(parse_reference(target))
+
+    # -- save and load ------------------------------------------------------------
+
+    def save(self, names: Sequence[str], out: Any) -> List[str]:
+        """Write images to *out* (a binary stream) as an OCI image layout tar; return the references written."""
+        from .archive import SavedImage, write_archive
+        from .imageformat import layers_of
+
+        chosen: Dict[str, SavedImage] = {}
+        written: List[str] = []
+        for name in names:
+            record = self.get(name)
+            image = chosen.get(record.id)
+            if image is None:
+                layers = [(layer, self.store.blob_path(layer.digest)) for layer in layers_of(record.layers)]
+                image = SavedImage(
+                    [],
+                    self.store.read_blob(record.manifest),
+                    record.manifest_media_type,
+                    self.store.read_blob(record.id),
+                    layers,
+                )
+                chosen[record.id] = image
+            if _looks_like_id(name):
+                tags = self.store.tags_of(record.id)
+            else:
+                reference = parse_reference(name)
+                tags = [str(reference)] if reference.tag and not reference.digest else []
+            for tag in tags:
+                if tag not in image.names:
+                    image.names.append(tag)
+                    written.append(tag)
+            if not tags:
+                written.append(record.id)
+        with self.store.in_use():
+            write_archive(out, list(chosen.values()))
+        return written
+
+    def load(
+        self, path: str, reference: Optional[str] = None, platform: Optional[str] = None, progress: Progress = _quiet
+    ) -> List[Tuple[ImageRecord, List[str]]]:
+        """Load every image of an archive (OCI layout tar or ``docker save``), verifying each blob and layer.
+
+        *reference* names an image the archive leaves unnamed (or the only one).
+        Returns each image with the names it got.
+        """
+        from .archive import ArchiveReader
+        from .manifest import parse_platform
+
+        loaded = []
+        with ArchiveReader(path) as archive:
+            found = archive.images(parse_platform(platform) if platform else None)
+            if reference is not None and len(found) != 1:
+                raise InvalidArgument(f"{path} holds {len(found)} images; a name fits only an archive of one")
+            for image in found:
+                names = [reference] if reference else list(image.names)
+                for layer, opener in image.layers:
+                    self._import_blob(opener, layer.digest, layer.size)
+                    progress("loaded", layer.digest, layer.size, layer.size)
+                record = self._record(image.manifest, image.manifest_media_type, image.config, names, progress=progress)
+                loaded.append((record, [str(parse_reference(name)) for name in names]))
+        return loaded
 
     # -- local management ------------------------------------------------------
 

@@ -914,6 +914,29 @@ class RegistryClient:
 
     # --- push ------------------------------------------------------------------------
 
+    def tag_digest(self, reference: Reference) -> Optional[str]:
+        """The digest the tag names now (the index itself for a multi-platform tag), None when it does not exist.
+
+        Asked where a push goes (no mirrors), with a HEAD; a registry that
+        sends no ``Docker-Content-Digest`` gets a GET, hashed here.
+        """
+
+        def at(connection: _Connection) -> Optional[str]:
+            try:
+                response = self._get_manifest(connection, reference, reference.identifier, "HEAD")[0]
+            except NotFound:
+                return None
+            announced = response.headers.get("Docker-Content-Digest")
+            if announced:
+                try:
+                    return validate_digest(announced, "Docker-Content-Digest")
+                except InvalidArgument as exc:
+                    raise ManifestError(f"registry {connection.endpoint.host}: {exc}") from None
+            body = self._get_manifest(connection, reference, reference.identifier)[1]
+            return sha256_bytes(body)
+
+        return self._on_endpoints(reference, at, push=True)
+
     def blob_exists(self, reference: Reference, digest: str) -> bool:
         """Whether the repository of *reference* already has the blob (HEAD)."""
         path = self._blob_path(reference, digest)

@@ -182,11 +182,16 @@ class Store:
     def blob_lock(self, digest: str) -> "contextlib.AbstractContextManager[Any]":
         return self.lock("blob-" + split_digest(digest)[1])
 
-    def new_layer_workdir(self) -> str:
-        """An empty directory on the layers filesystem to unpack into (then :meth:`publish_layer`)."""
+    def new_layer_workdir(self, chain_id: Optional[str] = None) -> str:
+        """An empty directory on the layers filesystem to unpack into (then :meth:`publish_layer`).
+
+        Named after *chain_id* when given, so the next unpack of that layer
+        (holding its lock) can remove what a killed one left.
+        """
         import tempfile
 
-        work = tempfile.mkdtemp(prefix="tmp-", dir=self.layers)
+        prefix = f"tmp-{split_digest(chain_id)[1]}-" if chain_id else "tmp-"
+        work = tempfile.mkdtemp(prefix=prefix, dir=self.layers)
         os.chmod(work, 0o700)
         fsutil.makedirs(os.path.join(work, "diff"), 0o755)
         return work
@@ -232,13 +237,17 @@ class Store:
             names.append(record.link)
         return names
 
-    def remove_stale_workdirs(self, older_than: float = 0.0) -> List[str]:
-        """Remove ``layers/tmp-*`` left by killed unpacks (only ones nobody is writing now)."""
+    def remove_stale_workdirs(self, older_than: float = 0.0, chain_id: Optional[str] = None) -> List[str]:
+        """Remove ``layers/tmp-*`` left by killed unpacks (only ones nobody is writing now).
+
+        With *chain_id*, only that layer's (call with its lock held: then none is being written).
+        """
         removed = []
         now = time.time()
+        prefix = f"tmp-{split_digest(chain_id)[1]}-" if chain_id else "tmp-"
         for name in os.listdir(self.layers):
             path = os.path.join(self.layers, name)
-            if name.startswith("tmp-") and now - os.lstat(path).st_mtime >= older_than:
+            if name.startswith(prefix) and now - os.lstat(path).st_mtime >= older_than:
                 fsutil.remove_tree(path)
                 removed.append(path)
         return removed
@@ -401,9 +410,7 @@ class Store:
                 elif not os.path.isdir(self.layer_diff(chain_id)):
                     problems.append(f"{what}: layer directory {self.layer_diff(chain_id)} is missing")
                 elif deep and layer.get("digest") and checked.get(layer["digest"]):
-                    from .compression import diff_id_of_blob
-
-                    actual = diff_id_of_blob(self.blob_path(layer["digest"]))
+                    actual = _diff_id_of_blob(self.blob_path(layer["digest"]))
                     if actual != layer["diff_id"]:
                         problems.append(f"{what}: blob {layer['digest']} unpacks to {actual}, not {layer['diff_id']}")
         for tag, target in sorted(index["tags"].items()):
@@ -413,3 +420,16 @@ class Store:
             if name.startswith("tmp-"):
                 problems.append(f"unfinished unpack left at {os.path.join(self.layers, name)}")
         return problems
+
+
+def _diff_id_of_blob(path: str) -> str:
+    """sha256 of a layer blob's uncompressed bytes (gzip, zstd or plain, sniffed)."""
+    import hashlib
+
+    from .compression import open_decompressed
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle, open_decompressed(handle) as (_compression, plain):
+        for chunk in iter(lambda: plain.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()

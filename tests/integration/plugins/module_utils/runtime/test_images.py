@@ -83,8 +83,16 @@ def test_overlay_of_the_pulled_layers_is_the_tree_umoci_unpacks(
 
 
 def verify(env: BerthEnv, *flags: str) -> List[str]:
+    """The problems ``berth store verify`` reports (it must say "intact" when there are none)."""
     result = env.berth("store", "verify", *flags, check=False)
-    return [line for line in result.stdout.splitlines() if not line.startswith("store ")]
+    problems = result.stdout.splitlines()
+    if result.returncode == 0:
+        assert len(problems) == 1, result
+        assert " is intact " in problems[0], result
+        return []
+    assert problems, f"verify failed without naming a problem: {result.stderr}"
+    assert result.stderr.endswith(f"problem(s) found in {env.settings['data-root']}\n"), result.stderr
+    return problems
 
 
 @pytest.mark.slow
