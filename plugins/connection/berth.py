@@ -201,6 +201,7 @@ class Connection(ConnectionBase):
         direct: t.Optional[t.Dict[str, t.Any]] = None,
     ) -> None:
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        self._runtime = None
         self._exec_user = self.get_option("remote_user")
         if self._exec_user is None:
             # Ansible asks for the remote user (become, ~ expansion) before it runs anything: name it now.
