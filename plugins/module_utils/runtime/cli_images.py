@@ -1,0 +1,117 @@
+"""The image transfer commands of ``berth``: push, save, load.
+
+Registered like ``cli_containers``: ``add_image_commands(sub)`` adds the
+parsers, importing this module registers the commands.
+"""
+
+import argparse
+import sys
+from typing import Any, Dict
+
+from .cli import _add_registry_options, _images, _registry_options, command
+from .errors import InvalidArgument
+
+PUSH_LABELS: Dict[str, str] = {
+    "exists": "Layer already exists",
+    "mounted": "Mounted from another repository",
+    "pushed": "Pushed",
+}
+
+
+class PushProgress:
+    """One line per blob when it is settled, like ``docker push``."""
+
+    def __init__(self, out: Any = None) -> None:
+        self.out = out or sys.stdout
+
+    def __call__(self, event: str, subject: str, current: int, total: int) -> None:
+        from .display import short_id
+
+        label = PUSH_LABELS.get(event)
+        if label:
+            self.out.write(f"{short_id(subject)}: {label}\n")
+            self.out.flush()
+
+
+@command("push")
+def cmd_push(args: argparse.Namespace) -> int:
+    images = _images(args)
+    result = images.push(args.image, args.target, _registry_options(args), args.format, PushProgress())
+    print(f"{result.reference.tag}: digest: {result.digest}")
+    return 0
+
+
+@command("save")
+def cmd_save(args: argparse.Namespace) -> int:
+    images = _images(args)
+    if args.output in (None, "-"):
+        if sys.stdout.isatty():
+            raise InvalidArgument("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+        images.save(args.images, sys.stdout.buffer)
+        return 0
+    import os
+    import tempfile
+
+    from . import fsutil
+
+    directory = os.path.dirname(os.path.abspath(args.output))
+    fd, temp = tempfile.mkstemp(prefix=".berth-save-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            images.save(args.images, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, args.output)
+        fsutil.fsync_dir(directory)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    return 0
+
+
+@command("load")
+def cmd_load(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import tempfile
+
+    images = _images(args)
+    path = args.input
+    spooled = None
+    if path in (None, "-"):
+        images.store.ensure()
+        fd, spooled = tempfile.mkstemp(prefix=".berth-load-", dir=images.store.root)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        path = spooled
+    try:
+        for record, names in images.load(path, args.name, args.platform):
+            from .reference import parse as parse_reference
+
+            for name in names:
+                print(f"Loaded image: {parse_reference(name).display}")
+            if not names:
+                print(f"Loaded image ID: {record.id}")
+    finally:
+        if spooled:
+            os.unlink(spooled)
+    return 0
+
+
+def add_image_commands(sub: Any) -> None:
+    p = sub.add_parser("push", help="upload an image to a registry")
+    p.add_argument("image", help="the local image (name, tag or id)")
+    p.add_argument("target", nargs="?", help="where to push it (default: its own name)")
+    p.add_argument("--format", choices=("oci", "docker"), help="manifest format (default: as the image was pulled)")
+    _add_registry_options(p)
+
+    p = sub.add_parser("save", help="write images to a tar archive (OCI image layout)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", help="the archive file (default: stdout)")
+
+    p = sub.add_parser("load", help="load images from a tar archive (OCI image layout or docker save)")
+    p.add_argument("-i", "--input", help="the archive file (default: stdin)")
+    p.add_argument("--name", help="name for an image the archive leaves unnamed")
+    p.add_argument("--platform", help="OS/ARCH[/VARIANT] to load from a multi-platform archive")
