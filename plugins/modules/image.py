@@ -3,10 +3,11 @@
 
 DOCUMENTATION = r"""
 module: image
-short_description: Pull or remove images of the bundled runtime
+short_description: Pull, load or remove images of the bundled runtime
 version_added: 0.1.0
 description:
-  - Makes an image present in the store of Berth's bundled runtime (pulled from a registry), or absent.
+  - Makes an image present in the store of Berth's bundled runtime (pulled from a registry, or loaded from an archive),
+    or absent.
   - The task reports a change only when the local image really changed, that is when the tag (or digest) now names an
     image with another ID than before, or no longer names one.
   - Check mode predicts exactly without downloading any layer. With O(pull=always) it asks the registry which platform
@@ -62,10 +63,20 @@ options:
     default: missing
   source:
     description:
-      - Where a missing image comes from. Only V(pull) (a registry) for now.
+      - Where the image comes from. V(pull) asks the registry (see O(pull)); V(load) reads the archive O(load_path).
+      - With V(load) the task changes the image only when the archive's image for O(name) has another ID than the local
+        one; O(pull) and the registry options are not used.
     type: str
-    choices: [pull]
+    choices: [pull, load]
     default: pull
+  load_path:
+    description:
+      - The archive to load with O(source=load), written by C(berth save), C(docker save), C(skopeo copy ...
+        oci-archive:) or C(skopeo copy ... docker-archive:).
+      - The image named O(name) in the archive is used; an archive of a single image may leave it unnamed (it is then
+        tagged O(name)).
+      - Every blob is checked against its digest and every layer against the image config when it is loaded.
+    type: path
   platform:
     description:
       - The platform to pull from a multi-platform image, as C(OS/ARCH[/VARIANT]) (V(linux/arm64)). Default the
@@ -107,6 +118,12 @@ EXAMPLES = r"""
     registry_mirrors:
       - https://mirror.example.com
     config: /etc/berth/daemon.json
+
+- name: Load an image on an air-gapped host (changes nothing when it is already there)
+  berth.containers.image:
+    name: registry.example.com/team/app:v2
+    source: load
+    load_path: /srv/images/app-v2.tar
 
 - name: Remove an image
   berth.containers.image:
@@ -191,17 +208,27 @@ class ImageManager:
         return self.present()
 
     def present(self) -> Dict[str, Any]:
-        options = registry_options(self.params)
-        platform, policy = self.params["platform"], self.params["pull"]
-        if self.check_mode:
-            plan = self.images.plan_pull(self.name, options, platform, policy)
+        platform = self.params["platform"]
+        loading = self.params["source"] == "load"
+        if loading:
+            path = self.params["load_path"]
+            if self.check_mode:
+                plan = self.images.plan_load(path, self.name, platform)
+            else:
+                plan = self.images.ensure_loaded(path, self.name, platform)
         else:
-            plan = self.images.ensure(self.name, options, platform, policy)
+            options, policy = registry_options(self.params), self.params["pull"]
+            if self.check_mode:
+                plan = self.images.plan_pull(self.name, options, platform, policy)
+            else:
+                plan = self.images.ensure(self.name, options, platform, policy)
         display = str(plan.reference)
         actions: List[str] = []
         if plan.changed:
-            actions.append(f"Pulled image {display}")
-        elif plan.pull:
+            actions.append(
+                f"Loaded image {display} from {self.params['load_path']}" if loading else f"Pulled image {display}"
+            )
+        elif plan.pull and not loading:
             actions.append(f"Checked {display} in the registry: up to date")
         after = {"exists": True, "id": plan.image_id, "digest": plan.digest}
         image: Dict[str, Any] = {}
@@ -243,13 +270,15 @@ def main() -> None:
             "tag": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "pull": {"type": "str", "choices": ["missing", "always"], "default": "missing"},
-            "source": {"type": "str", "choices": ["pull"], "default": "pull"},
+            "source": {"type": "str", "choices": ["pull", "load"], "default": "pull"},
+            "load_path": {"type": "path"},
             "platform": {"type": "str"},
             "force": {"type": "bool", "default": False},
             **RUNTIME_ARGUMENT_SPEC,
             **REGISTRY_ARGUMENT_SPEC,
         },
         required_together=REGISTRY_REQUIRED_TOGETHER,
+        required_if=[("source", "load", ["load_path"])],
         supports_check_mode=True,
     )
     try:

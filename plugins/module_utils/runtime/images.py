@@ -849,6 +849,38 @@ class Images:
                 loaded.append((record, [str(parse_reference(name)) for name in names]))
         return loaded
 
+    def plan_load(self, path: str, name: str, platform: Optional[str] = None) -> PullPlan:
+        """What :meth:`ensure_loaded` would do: the image *name* gets from the archive, read without storing."""
+        from .archive import ArchiveReader
+        from .digest import sha256_bytes
+        from .manifest import parse_platform
+
+        reference = parse_reference(name)
+        with ArchiveReader(path) as archive:
+            found = archive.images(parse_platform(platform) if platform else None)
+        named = [image for image in found if str(reference) in image.names]
+        if not named and len(found) == 1:
+            named = found
+        if not named:
+            raise NotFound(f"archive {path} holds no image named {reference.display} (and more than one image)")
+        image = named[0]
+        before = self.find(str(reference))
+        return PullPlan(reference, before, sha256_bytes(image.manifest), sha256_bytes(image.config), pull=True)
+
+    def ensure_loaded(self, path: str, name: str, platform: Optional[str] = None) -> PullPlan:
+        """Make *name* the image the archive has for it, loading only when the local image differs."""
+        plan = self.plan_load(path, name, platform)
+        if not plan.changed:
+            return PullPlan(plan.reference, plan.before, plan.before.manifest, plan.image_id, pull=False)  # type: ignore[union-attr]
+        from .archive import ArchiveReader
+
+        with ArchiveReader(path) as archive:
+            single = len(archive.images()) == 1
+        for record, _names in self.load(path, name if single else None, platform):
+            if record.id == plan.image_id:
+                return PullPlan(plan.reference, plan.before, record.manifest, record.id, pull=True)
+        raise NotFound(f"archive {path} did not yield the image for {plan.reference.display}")
+
     # -- local management ------------------------------------------------------
 
     def tag(self, source: str, target: str) -> Reference:
