@@ -382,13 +382,11 @@ def cmd_network(args: argparse.Namespace) -> int:
         info = network.info(runtime.config)
         from .display import table
 
-        table(
-            ["NAME", "DRIVER", "SUBNET", "BACKEND"],
-            [[info.get("bridge", ""), "bridge", str(info.get("subnet", "")), str(info.get("backend", ""))]],
-        )
+        row = [info["bridge"], "bridge", info["subnet"], info["gateway"], info["backend"], str(info["containers"])]
+        table(["NAME", "DRIVER", "SUBNET", "GATEWAY", "BACKEND", "CONTAINERS"], [row])
         return 0
     if args.action == "inspect":
-        _print_json([network.info(runtime.config)])
+        _print_json([network.inspect(runtime.config)])
         return 0
     live = [container.id for container in runtime.list() if container.running]
     removed = network.prune(live, runtime.config)
@@ -416,10 +414,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"Berth Root Dir: {runtime.config.data_root}",
         f"Cgroup Version: {layout.version}",
         f"Seccomp: {seccomp.status()}",
-        f"Network Bridge: {net.get('bridge', '')} {net.get('subnet', '')}",
-        f"Published Ports: {net.get('backend', '')}",
-        f"IP Forwarding: {net.get('ip_forward', '')}",
-        f"Outbound Masquerade: {net.get('masquerade', '')}",
+        *network.info_lines(net),
         f"Registry Mirrors: {', '.join(m + '/' for m in runtime.config.registry_mirrors) or '-'}",
         f"Insecure Registries: {', '.join(('127.0.0.0/8', *runtime.config.insecure_registries))}",
         f"Config: {runtime.config.path}",

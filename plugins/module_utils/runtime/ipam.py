@@ -46,9 +46,14 @@ class Lease:
     state: str = STATE_CONNECTING
     pid: int = 0
     created: float = 0.0
+    hosts_path: str = ""
 
     def published(self) -> List[PublishedPort]:
         return [PublishedPort.from_dict(item) for item in self.ports]
+
+    def hosts_names(self) -> List[str]:
+        """The names others find this container by in /etc/hosts: its name, then its aliases."""
+        return list(dict.fromkeys(name for name in (self.name, *self.aliases) if name))
 
     def connecting_elsewhere(self) -> bool:
         """True while another live process is still in the middle of connecting this lease."""

@@ -25,6 +25,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -474,6 +475,53 @@ class BridgeNetwork:
                     firewall.remove_all()
                 elif had_rules:
                     firewall.remove([container_id])
+            if lease is not None:
+                self._rewrite_hosts(table)
+
+    # ------------------------------------------------------------------ names
+
+    def sync_hosts(self, container_id: str, hosts_path: str) -> None:
+        """Record the host path of a connected container's /etc/hosts and bring every such file up to date.
+
+        Each container on the bridge then finds every other one by name and
+        network alias, and the files follow as containers come and go (what
+        Docker's embedded DNS gives on user-defined networks, done with
+        /etc/hosts).  Only the block after :data:`HOSTS_MARKER` is berth's; the
+        lines above it (localhost, the container's host name) are kept.
+        Call it after writing the container's /etc/hosts.
+        """
+        if not os.path.isabs(hosts_path):
+            raise InvalidArgument(f"the hosts file path {hosts_path!r} must be absolute")
+        with self._leases() as table:
+            lease = table.leases.get(container_id)
+            if lease is None:
+                raise NetworkError(f"container {container_id[:12]} is not connected to {self.bridge}; connect it first")
+            if lease.hosts_path != hosts_path:
+                lease.hosts_path = hosts_path
+                table.dirty = True
+            problems = self._rewrite_hosts(table)
+        if container_id in problems:
+            raise NetworkError(f"cannot write the container's hosts file {hosts_path}: {problems[container_id]}")
+
+    def _rewrite_hosts(self, table: ipam.LeaseTable) -> Dict[str, str]:
+        """Rewrite the bridge block of every recorded hosts file (under the lease lock); return failures by id.
+
+        A failure for one container never stops the others: their files are
+        refreshed again by the next change on the bridge.
+        """
+        named = sorted((lease for lease in table.leases.values() if lease.hosts_names()), key=_ip_order)
+        problems: Dict[str, str] = {}
+        for lease in table.leases.values():
+            if not lease.hosts_path:
+                continue
+            block = hosts_block(self.bridge, lease, [other for other in named if other is not lease])
+            try:
+                replace_hosts_block(lease.hosts_path, block)
+            except FileNotFoundError:
+                continue  # the container's directory is gone; prune drops the lease
+            except (OSError, ValueError) as exc:
+                problems[lease.container_id] = getattr(exc, "strerror", None) or str(exc)
+        return problems
 
     # ------------------------------------------------------------------ disconnect
 
@@ -524,6 +572,8 @@ class BridgeNetwork:
             for lease in doomed:
                 table.remove(lease.container_id)
                 report["leases"].append(lease.container_id)
+            if doomed:
+                self._rewrite_hosts(table)
             report["rules"] = self._prune_rules(table)
             report["veths"] = self._prune_veths(link_api, table, doomed)
         report["netns"] = self._prune_netns(live | protected)
@@ -621,6 +671,35 @@ class BridgeNetwork:
             "pyroute2": pyroute2_version(),
         }
 
+    def inspect(self) -> Dict[str, Any]:
+        """``berth network inspect``: Docker's shape (Name, Driver, IPAM, Containers) plus ``Berth`` (:meth:`info`)."""
+        table = ipam.read_table(self.lease_file, self.interface)
+        prefix = self.interface.network.prefixlen
+        containers = {
+            lease.container_id: {
+                "Name": lease.name,
+                "IPv4Address": f"{lease.ip}/{prefix}",
+                "MacAddress": mac_for(lease.ip),
+                "Aliases": list(lease.aliases),
+                "Ports": [str(port) for port in lease.published()],
+                "Interface": lease.veth,
+                "State": lease.state,
+            }
+            for lease in sorted(table.leases.values(), key=_ip_order)
+        }
+        return {
+            "Name": self.bridge,
+            "Driver": "bridge",
+            "Scope": "local",
+            "IPAM": {
+                "Driver": "default",
+                "Config": [{"Subnet": str(self.interface.network), "Gateway": str(self.interface.ip)}],
+            },
+            "Containers": containers,
+            "Sharing": dict(sorted(table.joins.items())),
+            "Berth": self.info(),
+        }
+
     def teardown(self) -> None:
         """Remove the bridge, berth's firewall objects and the lease file (no containers may be left)."""
         table = ipam.read_table(self.lease_file, self.interface)
@@ -692,32 +771,58 @@ def resolv_conf_for_container(
     return "\n".join(lines).strip("\n") + "\n"
 
 
-_HOSTS_HEADER = (
-    "127.0.0.1\tlocalhost\n"
-    "::1\tlocalhost ip6-localhost ip6-loopback\n"
-    "fe00::0\tip6-localnet\n"
-    "ff00::0\tip6-mcastprefix\n"
-    "ff02::1\tip6-allnodes\n"
-    "ff02::2\tip6-allrouters\n"
-)
+HOSTS_MARKER = "# berth: containers on this bridge, by name and alias (berth rewrites the lines below)"
 
 
-def hosts_file(
-    hostname: str,
-    ip: str = "",
-    aliases: Iterable[str] = (),
-    links: Iterable[Tuple[str, Iterable[str]]] = (),
-) -> str:
-    """The container's /etc/hosts: localhost lines, its own address and names, then linked containers."""
-    text = _HOSTS_HEADER
-    own = [name for name in (hostname, *aliases) if name]
-    if ip and own:
-        text += f"{ip}\t{' '.join(dict.fromkeys(own))}\n"
-    for address, names in links:
-        listed = [name for name in names if name]
-        if address and listed:
-            text += f"{address}\t{' '.join(dict.fromkeys(listed))}\n"
-    return text
+def _ip_order(lease: ipam.Lease) -> Tuple[int, str]:
+    return int(ipaddress.IPv4Address(lease.ip)), lease.container_id
+
+
+def hosts_block(bridge: str, own: ipam.Lease, peers: Iterable[ipam.Lease]) -> str:
+    """The bridge block of a container's /etc/hosts: its own names, then one line per other named container."""
+    lines = [f"{HOSTS_MARKER} {bridge}"]
+    for lease in (own, *peers):
+        names = lease.hosts_names()
+        if lease.ip and names:
+            lines.append(f"{lease.ip}\t{' '.join(names)}")
+    return "\n".join(lines) + "\n"
+
+
+def with_hosts_block(text: str, block: str) -> str:
+    """*text* with everything from the marker line on replaced by *block* (appended when there is none)."""
+    kept = []
+    for line in text.splitlines():
+        if line.startswith(HOSTS_MARKER):
+            break
+        kept.append(line)
+    head = "\n".join(kept).rstrip("\n")
+    return (head + "\n" if head else "") + block
+
+
+_HOSTS_FILE_LIMIT = 1 << 20
+
+
+def replace_hosts_block(path: str, block: str) -> bool:
+    """Put *block* into the hosts file at *path*, in place; True when the file changed.
+
+    In place (same inode), because the file is bind-mounted into a running
+    container: a rename would leave the container looking at the old file.
+    The last path component is never followed if it is a symlink, and only a
+    regular file is written.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        current = os.pread(fd, _HOSTS_FILE_LIMIT, 0).decode("utf-8", errors="replace")
+        wanted = with_hosts_block(current, block).encode()
+        if wanted == current.encode():
+            return False
+        os.pwrite(fd, wanted, 0)
+        os.ftruncate(fd, len(wanted))
+        return True
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------- module-level API
@@ -769,8 +874,38 @@ def prune(
     return _stage(config).prune(live_container_ids)
 
 
+def sync_hosts(container_id: str, hosts_path: str, config: Optional[berth_config.DaemonConfig] = None) -> None:
+    """After writing a bridge container's /etc/hosts: add the names of the others, and its names to theirs."""
+    _stage(config).sync_hosts(container_id, hosts_path)
+
+
 def info(config: Optional[berth_config.DaemonConfig] = None) -> Dict[str, Any]:
     return _stage(config).info()
+
+
+def inspect(config: Optional[berth_config.DaemonConfig] = None) -> Dict[str, Any]:
+    return _stage(config).inspect()
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def info_lines(info: Mapping[str, Any]) -> List[str]:
+    """The network lines of ``berth info``, from :meth:`BridgeNetwork.info`."""
+    how = {"nftables": "kernel NAT, nftables", "iptables": "kernel NAT, iptables", "proxy": "userland proxy"}
+    published = f"{info['backend']} ({how.get(info['backend'], 'none')})"
+    if info.get("firewall_problem"):
+        published += f"; {info['firewall_problem']}"
+    state = "up" if info["bridge_present"] else "created with the first container"
+    forward, masquerade = info["ip_forward"], info["masquerade"]
+    return [
+        f"Network Bridge: {info['bridge']} {info['subnet']} (gateway {info['gateway']}, {state})",
+        f"Published Ports: {published}",
+        f"IP Forwarding: {_on_off(forward['enabled'])} (ip-forward: {str(forward['configured']).lower()})",
+        f"Outbound Masquerade: {_on_off(masquerade['active'])} (ip-masq: {str(masquerade['configured']).lower()})",
+        f"Bridge Containers: {info['containers']}",
+    ]
 
 
 def lookup(name_or_id: str, config: Optional[berth_config.DaemonConfig] = None) -> Optional[Dict[str, Any]]:

@@ -146,6 +146,9 @@ def prepare(runtime: Runtime, container: Container) -> RunPlan:
             own_network=mode != "host",
             address=attachment.ip if attachment is not None and attachment.ip else None,
         )
+        if attachment is not None and attachment.mode == network.MODE_BRIDGE:
+            # The other containers on the bridge by name and alias, and this one in their /etc/hosts.
+            network.sync_hosts(container.id, etc_files["/etc/hosts"], runtime.config)
         return RunPlan(cgroup, attachment, netns, process_spec(runtime, container, net, etc_files))
     except BaseException:
         _teardown(runtime, container.id, attachment.to_dict() if attachment else None, netns, cgroup.to_dict())

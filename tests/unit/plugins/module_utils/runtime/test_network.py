@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from ansible_collections.berth.containers.plugins.module_utils.runtime import network
+from ansible_collections.berth.containers.plugins.module_utils.runtime import ipam, network
 from ansible_collections.berth.containers.plugins.module_utils.runtime.config import DaemonConfig
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import (
     InvalidArgument,
@@ -126,11 +126,47 @@ def test_resolv_conf_falls_back_to_dockers_public_servers(tmp_path) -> None:
     assert network.resolv_conf_for_container(str(tmp_path / "none")) == "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 
 
-def test_hosts_file_lists_own_names_and_links() -> None:
-    text = network.hosts_file("web", "10.89.0.2", ["www", "web"], [("10.89.0.3", ["db", "database"]), ("", ["x"])])
-    lines = text.splitlines()
-    assert lines[0] == "127.0.0.1\tlocalhost"
-    assert "10.89.0.2\tweb www" in lines
-    assert lines[-1] == "10.89.0.3\tdb database"
-    assert not any(line.endswith("\tx") for line in lines)
-    assert "10.89" not in network.hosts_file("solo")
+def _lease(ip: str, name: str, *aliases: str) -> ipam.Lease:
+    return ipam.Lease(container_id=name or ip, ip=ip, veth="vbx", netns="/run/x", name=name, aliases=list(aliases))
+
+
+def test_hosts_block_lists_own_names_then_the_others() -> None:
+    own = _lease("10.89.0.2", "web", "www", "web")
+    block = network.hosts_block("berth0", own, [_lease("10.89.0.3", "db", "database"), _lease("10.89.0.4", "")])
+    assert block.splitlines() == [
+        f"{network.HOSTS_MARKER} berth0",
+        "10.89.0.2\tweb www",
+        "10.89.0.3\tdb database",
+    ]
+
+
+def test_the_block_replaces_only_what_follows_the_marker() -> None:
+    head = "127.0.0.1\tlocalhost\n10.89.0.2\t3f2a00000000\n"
+    first = network.with_hosts_block(head, f"{network.HOSTS_MARKER} b\n10.89.0.3\tdb\n")
+    assert first == head + f"{network.HOSTS_MARKER} b\n10.89.0.3\tdb\n"
+    second = network.with_hosts_block(first, f"{network.HOSTS_MARKER} b\n")
+    assert second == head + f"{network.HOSTS_MARKER} b\n"
+    assert network.with_hosts_block("", "B\n") == "B\n"
+
+
+def test_hosts_file_is_rewritten_in_place(tmp_path) -> None:
+    path = tmp_path / "hosts"
+    path.write_text("127.0.0.1\tlocalhost\n" + "#" * 500 + "\n")
+    inode = path.stat().st_ino
+    assert network.replace_hosts_block(str(path), f"{network.HOSTS_MARKER} b\n10.0.0.3\tdb\n") is True
+    assert path.stat().st_ino == inode, "a bind mount of the file must see the change"
+    assert path.read_text().endswith(f"{network.HOSTS_MARKER} b\n10.0.0.3\tdb\n")
+    assert network.replace_hosts_block(str(path), f"{network.HOSTS_MARKER} b\n10.0.0.3\tdb\n") is False
+    network.replace_hosts_block(str(path), f"{network.HOSTS_MARKER} b\n")
+    assert path.read_text() == "127.0.0.1\tlocalhost\n" + "#" * 500 + f"\n{network.HOSTS_MARKER} b\n"
+
+
+def test_hosts_file_refuses_symlinks_and_non_files(tmp_path) -> None:
+    target = tmp_path / "target"
+    target.write_text("keep\n")
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        network.replace_hosts_block(str(tmp_path / "link"), "B\n")
+    assert target.read_text() == "keep\n"
+    with pytest.raises(IsADirectoryError):
+        network.replace_hosts_block(str(tmp_path), "B\n")
