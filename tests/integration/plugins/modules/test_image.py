@@ -20,6 +20,8 @@ from support.berth_env import BerthEnv
 from support.faults import FaultProxy
 from support.registry import Registry
 
+from ansible_collections.berth.containers.plugins.module_utils.runtime.images import Images
+
 IMAGE = "berth.containers.image"
 INFO = "berth.containers.image_info"
 
@@ -75,7 +77,7 @@ def test_pull_rhythm_then_tag_moved_in_the_registry(env: BerthEnv, proxy: FaultP
     args = {"name": name, "tag": "v1", "pull": "always", "config": env.config_path}
     first = repo["first"]
 
-    predicted, _, stored, pulled, again, last, info = run_tasks(
+    predicted, _marker, stored, pulled, again, last, info = run_tasks(
         [
             Task(IMAGE, args, check=True),
             marker(proxy, "checked"),
@@ -112,7 +114,7 @@ def test_pull_rhythm_then_tag_moved_in_the_registry(env: BerthEnv, proxy: FaultP
     moved = repo["move"]()
     assert moved.image_id != first.image_id
     proxy.requests.clear()
-    predicted, _, pulled, again, last = run_tasks(
+    predicted, _marker, pulled, again, last = run_tasks(
         [
             Task(IMAGE, args, check=True),
             marker(proxy, "checked"),
@@ -212,3 +214,46 @@ def test_wrong_password_is_a_clear_error_and_secrets_stay_out_of_the_output(
     assert password not in output
     assert wrong not in json.dumps(results)
     assert password not in json.dumps(results)
+
+
+PUSH = "berth.containers.image_push"
+
+
+def test_image_push_rhythm_and_source_load_rhythm(env: BerthEnv, registry: Registry, repo: Dict[str, Any]) -> None:
+    """image_push: changed only when the tag's digest changes; image source=load: only when the id differs."""
+    first = repo["first"]
+    source = f"{registry.host}/{repo['name']}:v1"
+    target = f"{registry.host}/{repo['name']}-copy:live"
+    archive = os.path.join(env.base, "busybox.tar")
+    pull = Task(IMAGE, {"name": source, "config": env.config_path})
+    push = {"name": source, "target": target, "format": "docker", "config": env.config_path}
+    pulled, predicted, pushed, again, last = run_tasks(
+        [pull, *(Task(PUSH, push, check) for check in (True, False, True, False))]
+    )
+    with open(archive, "wb") as out:
+        Images(env.config()).save([source], out)
+    load_env = BerthEnv()
+    load = {"name": "example.org/loaded:1", "source": "load", "load_path": archive, "config": load_env.config_path}
+    try:
+        load_predicted, loaded, load_again, load_last = run_tasks(
+            [Task(IMAGE, load, check) for check in (True, False, True, False)]
+        )
+    finally:
+        load_env.destroy()
+    assert pulled["changed"] is True, pulled
+    assert predicted["changed"] is True, predicted
+    assert predicted["diff"]["before"] == {"digest": None}
+    assert pushed["changed"] is True, pushed
+    assert pushed["diff"] == predicted["diff"]
+    assert pushed["digest"] == predicted["digest"] != first.digest, "converted to Docker's format"
+    assert sorted(pushed["mounted"]) == sorted([*first.layer_digests, first.image_id])
+    assert again["changed"] is False, again
+    assert again["diff"]["before"] == again["diff"]["after"] == {"digest": pushed["digest"]}
+    assert last["changed"] is False, last
+    assert last["uploaded"] == last["mounted"] == []
+    assert load_predicted["changed"] is True, load_predicted
+    assert load_predicted["diff"]["after"]["id"] == first.image_id
+    assert loaded["changed"] is True, loaded
+    assert loaded["image"]["RepoTags"] == ["example.org/loaded:1"]
+    assert load_again["changed"] is False, load_again
+    assert load_last["changed"] is False, load_last
