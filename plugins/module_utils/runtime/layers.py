@@ -384,6 +384,12 @@ class _Applier:
                 raise LayerError(f"the layer has more than {self.max_entries} entries")
             try:
                 self._apply(tar, member)
+            except layerfs.NotADirectoryComponent as blocked:
+                # A directory this entry just made was replaced under us (a racing process).
+                raise LayerError(
+                    f"layer entry {shown(member.name)}: {shown(blocked.relpath)} became {blocked.kind} "
+                    "while the layer was applied; refusing to follow it"
+                ) from None
             except OSError as exc:
                 raise LayerError(f"layer entry {shown(member.name)}: {exc.strerror or exc}") from None
             except (ValueError, OverflowError) as exc:
