@@ -214,3 +214,16 @@ def test_redirect_dir_uppers_are_refused(container) -> None:
     os.setxattr(os.path.join(container["upper"], "var/cache"), "trusted.overlay.redirect", b"/opt/app")
     with pytest.raises(LayerError, match=r"trusted\.overlay\.redirect.*commit refused"):
         tar_bytes(container["upper"])
+
+
+def test_large_owner_ids_round_trip(tmp_path) -> None:
+    upper = tmp_path / "upper"
+    (upper / "home").mkdir(parents=True)
+    (upper / "home/f").write_bytes(b"x")
+    os.chown(upper / "home", 3_000_000, 4_000_000)
+    os.chown(upper / "home/f", 4_294_967_294, 65534)
+    applied = tmp_path / "applied"
+    applied.mkdir()
+    layers.apply_layer(io.BytesIO(tar_bytes(str(upper))), str(applied))
+    assert (os.stat(applied / "home").st_uid, os.stat(applied / "home").st_gid) == (3_000_000, 4_000_000)
+    assert (os.stat(applied / "home/f").st_uid, os.stat(applied / "home/f").st_gid) == (4_294_967_294, 65534)

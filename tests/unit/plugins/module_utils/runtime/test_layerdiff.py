@@ -168,3 +168,25 @@ def test_capability_v3_becomes_v2(value: bytes, expected: bytes) -> None:
 def test_missing_upper_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(LayerError, match="cannot open the container's upper directory"):
         tar_of(str(tmp_path / "missing"))
+
+
+def test_names_that_are_not_utf8_long_names_and_old_times_round_trip(tmp_path) -> None:
+    root = tmp_path / "u"
+    root.mkdir()
+    raw = os.fsencode(root)
+    os.mkdir(raw + b"/caf\xe9")
+    with open(raw + b"/caf\xe9/\xff\xfe", "wb") as handle:
+        handle.write(b"bin")
+    long_name = "x" * 200
+    os.makedirs(root / long_name / long_name)
+    (root / long_name / long_name / "f").write_bytes(b"deep")
+    os.symlink("/" + "t" * 300, root / "longlink")
+    os.utime(root / "longlink", ns=(-86400 * 10**9, -86400 * 10**9), follow_symlinks=False)
+    dest = tmp_path / "applied"
+    dest.mkdir()
+    layers.apply_layer(io.BytesIO(tar_of(str(root))), str(dest))
+    with open(os.fsencode(dest) + b"/caf\xe9/\xff\xfe", "rb") as handle:
+        assert handle.read() == b"bin"
+    assert (dest / long_name / long_name / "f").read_bytes() == b"deep"
+    assert os.readlink(dest / "longlink") == "/" + "t" * 300
+    assert os.lstat(dest / "longlink").st_mtime == -86400
