@@ -346,7 +346,7 @@ class RegistryClient:
         self._lock = threading.RLock()
         self._sessions: Dict[Tuple[str, Verify], Any] = {}
         self._auths: Dict[Tuple[str, Optional[Credentials]], RegistryAuth] = {}
-        self._preferred: Dict[str, str] = {}
+        self._preferred: Dict[str, str] = self._load_preferred()
         self._bundles: Dict[Tuple[str, ...], str] = {}
         self._tempdirs: List[str] = []
         self._finalizer = weakref.finalize(self, RegistryClient._cleanup, self._sessions, self._tempdirs)
@@ -375,6 +375,46 @@ class RegistryClient:
         self.close()
 
     # --- endpoints and TLS -------------------------------------------------------
+
+    def _preferred_path(self) -> str:
+        return os.path.join(self.config.exec_root, "registry-endpoints.json")
+
+    MAX_PREFERRED = 32
+
+    def _load_preferred(self) -> Dict[str, str]:
+        """Which scheme answered last for registries tried over HTTPS then HTTP (loopback, insecure).
+
+        Kept in the exec root (a tmpfs: forgotten at reboot) so that the next
+        command does not pay a failed TLS handshake first; it only orders the
+        endpoints, so a registry that changed scheme is still found.
+        """
+        data = None
+        if self.config.path is None:
+            return {}  # a configuration made in code (tests, tools): keep nothing on the host
+        with contextlib.suppress(OSError, ValueError):
+            data = fsutil.read_json(self._preferred_path())
+        if not isinstance(data, dict):
+            return {}
+        return {key: value for key, value in data.items() if isinstance(key, str) and isinstance(value, str)}
+
+    def _remember_preferred(self, domain: str, url: str, first: bool) -> None:
+        """Note that *url* answered for *domain*; only a fallback (not the *first* endpoint) is worth keeping."""
+        with self._lock:
+            if first and domain not in self._preferred:
+                return
+            if self._preferred.get(domain) == url:
+                return
+            self._preferred.pop(domain, None)
+            if not first:
+                self._preferred[domain] = url
+            while len(self._preferred) > self.MAX_PREFERRED:
+                self._preferred.pop(next(iter(self._preferred)))
+            snapshot = dict(self._preferred)
+        if self.config.path is None:
+            return
+        with contextlib.suppress(OSError):
+            fsutil.makedirs(self.config.exec_root, 0o700)
+            fsutil.write_json_atomic(self._preferred_path(), snapshot, durable=False)
 
     def is_insecure(self, domain: str) -> bool:
         """Listed in ``insecure-registries`` (host[:port] or a CIDR containing its address)."""
@@ -576,8 +616,8 @@ class RegistryClient:
                     log.debug("endpoint %s failed for %s, trying the next one: %s", endpoint.url, reference, exc)
                     continue
                 raise
-            if not endpoint.mirror:
-                self._preferred[reference.domain] = endpoint.url
+            if not endpoint.mirror and len(endpoints) > 1:
+                self._remember_preferred(reference.domain, endpoint.url, position == 0)
             return result
         raise RegistryError(f"no endpoint to reach {reference.display}")
 

@@ -21,7 +21,7 @@ SECOND = small_image({"etc/release": "two\n"})
 def store(tmp_path) -> Iterator[Tuple[str, str]]:
     """(config path, registry host) with FIRST pulled as app:v1 and app:same, SECOND as app:v2."""
     config = tmp_path / "daemon.json"
-    config.write_text(json.dumps({"data-root": str(tmp_path / "data")}))
+    config.write_text(json.dumps({"data-root": str(tmp_path / "data"), "exec-root": str(tmp_path / "run")}))
     with FakeRegistry() as fake:
         add_to_fake(fake, "app", FIRST, "v1")
         add_to_fake(fake, "app", FIRST, "same")

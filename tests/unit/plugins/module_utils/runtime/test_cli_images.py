@@ -39,7 +39,7 @@ def fake() -> Iterator[FakeRegistry]:
 
 def make_config(path, name: str) -> str:
     config = path / f"{name}.json"
-    config.write_text(json.dumps({"data-root": str(path / name)}))
+    config.write_text(json.dumps({"data-root": str(path / name), "exec-root": str(path / f"{name}-run")}))
     return str(config)
 
 
