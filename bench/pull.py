@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Optional
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-import conftest  # noqa: F401  # pylint: disable=unused-import  (puts the collection on sys.path)
+# conftest puts the collection on sys.path
+import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BerthEnv
 from support.registry import Registry
@@ -191,7 +192,7 @@ def _table(results: Dict[str, Dict[str, List[float]]], tools: List[Tool]) -> Non
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=5, help="cold pulls per tool and image (median)")
     parser.add_argument("--warm-runs", type=int, default=15, help="warm re-pulls of berth (median)")
     parser.add_argument("--no-docker", action="store_true", help="do not start dockerd")
@@ -224,7 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"round {round_number + 1}/{args.runs} done", flush=True)
             berth = tools[0]
             berth.pull(refs["nginx"])
-            warm = [_timed(lambda: berth.pull(refs["nginx"])) for _ in range(args.warm_runs)]
+            warm = [_timed(lambda: berth.pull(refs["nginx"])) for _run in range(args.warm_runs)]
         finally:
             for tool in tools:
                 tool.close()

@@ -266,7 +266,7 @@ class ArchiveReader:
                 media_type = _docker_layer_type(opener)
                 layers.append((LayerDescriptor(digest, self.size(layer_name), media_type), opener))
             manifest, media_type = build_manifest(
-                sha256_bytes(config), len(config), [layer for layer, _ in layers], "docker"
+                sha256_bytes(config), len(config), [layer for layer, _opener in layers], "docker"
             )
             tags = entry.get("RepoTags") or []
             names = [str(parse_reference(tag)) for tag in tags if isinstance(tag, str)]

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Any, Dict
 
-from .cli import _add_registry_options, _images, _registry_options, command
+from .cli import _add_registry_options, _images, _registry_options, command, echo
 from .errors import InvalidArgument
 
 PUSH_LABELS: Dict[str, str] = {
@@ -37,7 +37,7 @@ class PushProgress:
 def cmd_push(args: argparse.Namespace) -> int:
     images = _images(args)
     result = images.push(args.image, args.target, _registry_options(args), args.format, PushProgress())
-    print(f"{result.reference.tag}: digest: {result.digest}")
+    echo(f"{result.reference.tag}: digest: {result.digest}")
     return 0
 
 
@@ -91,9 +91,9 @@ def cmd_load(args: argparse.Namespace) -> int:
             from .reference import parse as parse_reference
 
             for name in names:
-                print(f"Loaded image: {parse_reference(name).display}")
+                echo(f"Loaded image: {parse_reference(name).display}")
             if not names:
-                print(f"Loaded image ID: {record.id}")
+                echo(f"Loaded image ID: {record.id}")
     finally:
         if spooled:
             os.unlink(spooled)
