@@ -250,3 +250,52 @@ def test_record_local_image_for_commit(env: BerthEnv, work: str) -> None:
     assert "etc/motd" not in tree
     assert store_images.history("example.org/mine:v1")[0]["comment"] == "custom"
     assert store_images.store.verify(deep=True) == []
+
+
+def test_push_to_another_registry_uploads_large_layers_in_chunks(env: BerthEnv, make_registry, nginx_layout) -> None:
+    other = make_registry("plain")
+    store_images = Images(env.config())
+    pulled = store_images.pull("nginx").image
+    sizes = {layer["digest"]: layer["size"] for layer in pulled.layers}
+    assert max(sizes.values()) > 32 * 1024 * 1024, "the Debian layer is larger than one monolithic upload"
+    with FaultProxy(other.url) as proxy:
+        result = store_images.push("nginx", f"{proxy.host}/library/nginx:latest")
+        patches = [r for r in proxy.requests if r.method == "PATCH"]
+    big = max(sizes, key=sizes.get)
+    assert sorted(result.uploaded) == sorted([*sizes, pulled.id])
+    assert len(patches) == 2, "48 MB in 32 MB chunks"
+    assert patches[0].headers.get("Content-Range", "").startswith("0-")
+    fresh = BerthEnv()
+    try:
+        again = Images(fresh.config()).pull(f"{other.host}/library/nginx:latest").image
+        assert again.id == pulled.id
+        assert again.manifest == pulled.manifest
+        assert big in [layer["digest"] for layer in again.layers]
+        assert Images(fresh.config()).store.verify(deep=True) == []
+    finally:
+        fresh.destroy()
+
+
+def test_docker_pulls_and_runs_what_berth_pushed(env: BerthEnv, library: Registry) -> None:
+    from support.dockerd import dockerd
+
+    store_images = Images(env.config())
+    store_images.pull("busybox")
+    targets = {fmt: f"{library.host}/pushed-{uuid.uuid4().hex[:8]}/busybox:{fmt}" for fmt in ("oci", "docker")}
+    for fmt, target in targets.items():
+        store_images.push("busybox", target, fmt=fmt)
+    with dockerd({"insecure-registries": [library.host]}) as daemon:
+        cli = ["/usr/bin/docker", "-H", daemon.docker_host]
+        for target in targets.values():
+            subprocess.run([*cli, "pull", "-q", target], check=True, capture_output=True, timeout=120)
+            inspected = json.loads(subprocess.check_output([*cli, "image", "inspect", target]))
+            assert inspected[0]["Id"] == store_images.get("busybox").id
+            ran = subprocess.run(
+                [*cli, "run", "--rm", "--network", "none", target, "cat", "/etc/motd"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert ran.returncode == 0, ran.stderr
+            assert ran.stdout == images.BUSYBOX_EXPECTED["etc/motd"].data.decode()
