@@ -373,6 +373,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# `berth network prune` reports by kind: "removed lease ID", "removed netns ID".
+PRUNED_KINDS = {"leases": "lease", "veths": "veth", "rules": "rule", "netns": "netns"}
+
+
 @command("network")
 def cmd_network(args: argparse.Namespace) -> int:
     from . import network
@@ -392,7 +396,7 @@ def cmd_network(args: argparse.Namespace) -> int:
     removed = network.prune(live, runtime.config)
     for kind, items in sorted(removed.items()):
         for item in items:
-            echo(f"removed {kind[:-1] if kind.endswith('s') else kind} {item}")
+            echo(f"removed {PRUNED_KINDS.get(kind, kind)} {item}")
     return 0
 
 
