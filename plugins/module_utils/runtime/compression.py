@@ -226,11 +226,136 @@ class GzipReader(_ChunkReader):
             self._done = True
 
 
+class ZstdFrameWalker:
+    """Follows zstd frame boundaries in the compressed bytes (RFC 8878), without decompressing.
+
+    ``stream_reader`` ends quietly when a stream is cut inside a frame; this
+    walker knows whether the bytes seen so far end on a frame boundary, and
+    refuses bytes that are not a frame.  It reads headers and skips block
+    bodies, so it costs next to nothing.
+    """
+
+    _MAGIC = 0xFD2FB528
+
+    def __init__(self) -> None:
+        self._state = "magic"
+        self._need = 4
+        self._buffer = b""
+        self._skip = 0
+        self._checksum = False
+        self.frames = 0
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                taken = min(self._skip, len(view))
+                self._skip -= taken
+                view = view[taken:]
+                if not self._skip:
+                    self._after_skip()
+                continue
+            taken = min(self._need - len(self._buffer), len(view))
+            self._buffer += bytes(view[:taken])
+            view = view[taken:]
+            if len(self._buffer) == self._need:
+                field, self._buffer = self._buffer, b""
+                self._field(field)
+
+    def _expect(self, state: str, need: int) -> None:
+        self._state, self._need = state, need
+
+    def _field(self, field: bytes) -> None:
+        state = self._state
+        if state == "magic":
+            magic = int.from_bytes(field, "little")
+            if magic == self._MAGIC:
+                self._expect("descriptor", 1)
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:
+                self._expect("skippable-size", 4)
+            else:
+                raise LayerError("the layer's zstd data is followed by bytes that are not a zstd frame")
+        elif state == "descriptor":
+            descriptor = field[0]
+            if descriptor & 0x08:
+                raise LayerError("the layer's zstd frame header is invalid (reserved bit set)")
+            single_segment = bool(descriptor & 0x20)
+            self._checksum = bool(descriptor & 0x04)
+            size_flag = descriptor >> 6
+            content_size = (1 if single_segment else 0, 2, 4, 8)[size_flag]
+            header = (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03] + content_size
+            if header:
+                self._expect("header", header)
+            else:
+                self._expect("block", 3)
+        elif state in ("header", "checksum"):
+            self._next_block_or_frame(state)
+        elif state == "block":
+            value = int.from_bytes(field, "little")
+            last, kind, size = value & 1, (value >> 1) & 3, value >> 3
+            if kind == 3:
+                raise LayerError("the layer's zstd data has a block of a reserved type")
+            self._state = "block-last" if last else "block-more"
+            self._skip = 1 if kind == 1 else size
+            if not self._skip:
+                self._after_skip()
+        elif state == "skippable-size":
+            self._state = "skippable-body"
+            self._skip = int.from_bytes(field, "little")
+            if not self._skip:
+                self._after_skip()
+
+    def _next_block_or_frame(self, state: str) -> None:
+        if state == "header":
+            self._expect("block", 3)
+        else:
+            self._frame_done()
+
+    def _after_skip(self) -> None:
+        if self._state == "block-more":
+            self._expect("block", 3)
+        elif self._state == "block-last":
+            if self._checksum:
+                self._expect("checksum", 4)
+            else:
+                self._frame_done()
+        else:  # the end of a skippable frame
+            self._frame_done()
+
+    def _frame_done(self) -> None:
+        self.frames += 1
+        self._expect("magic", 4)
+
+    @property
+    def at_boundary(self) -> bool:
+        return self._state == "magic" and not self._buffer and not self._skip
+
+
+class _TapReader:
+    """Pass reads through to the caller and a copy of the bytes to *sink*."""
+
+    def __init__(self, source: BinaryIO, sink: ZstdFrameWalker) -> None:
+        self._source = source
+        self._sink = sink
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self._sink.feed(data)
+        return data
+
+    def readinto(self, buffer: bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class ZstdReader(_ChunkReader):
     """Streaming zstd (all frames, skippable ones included) with the ``zstandard`` module.
 
-    ``stream_reader`` bounds each call's output.  It does not notice a stream
-    cut inside a frame; such a layer fails its diff_id check instead.
+    ``stream_reader`` bounds each call's output; a :class:`ZstdFrameWalker`
+    on the compressed bytes notices a stream cut inside a frame, which
+    ``stream_reader`` alone would end quietly.
     """
 
     def __init__(self, source: BinaryIO) -> None:
@@ -238,14 +363,20 @@ class ZstdReader(_ChunkReader):
         import zstandard
 
         self._error = zstandard.ZstdError
+        self._frames = ZstdFrameWalker()
         decompressor = zstandard.ZstdDecompressor(max_window_size=1 << 31)
-        self._reader = decompressor.stream_reader(source, read_size=CHUNK, read_across_frames=True, closefd=False)
+        self._reader = decompressor.stream_reader(
+            _TapReader(source, self._frames), read_size=CHUNK, read_across_frames=True, closefd=False
+        )
 
     def _produce(self, limit: int) -> bytes:
         try:
-            return self._reader.read(limit)
+            data = self._reader.read(limit)
         except self._error as exc:
             raise LayerError(f"the layer is not valid zstd data: {exc}") from None
+        if not data and not self._frames.at_boundary:
+            raise LayerError("the zstd stream of the layer is truncated (it ends inside a frame)")
+        return data
 
     def close(self) -> None:
         self._reader.close()

@@ -90,10 +90,38 @@ def test_zstd_with_several_frames_and_a_skippable_frame(helper: bool) -> None:
     assert decompress_all(blob, helper) == DATA
 
 
-def test_truncated_zstd_through_the_cli_is_an_error() -> None:
+@pytest.mark.parametrize("helper", [pytest.param(False, marks=needs_zstandard), True])
+@pytest.mark.parametrize("cut", [1, 4, 5000])
+def test_truncated_zstd_is_an_error(helper: bool, cut: int) -> None:
     blob = zstd(DATA)
-    with pytest.raises(LayerError, match="zstd"):
-        decompress_all(blob[:-10], helper=True)
+    with pytest.raises(LayerError, match=r"truncated|could not decompress"):
+        decompress_all(blob[:-cut], helper)
+
+
+@pytest.mark.parametrize("helper", [pytest.param(False, marks=needs_zstandard), True])
+def test_garbage_after_zstd_frames_is_an_error(helper: bool) -> None:
+    with pytest.raises(LayerError, match=r"not a zstd frame|could not decompress"):
+        decompress_all(zstd(DATA) + b"garbage!", helper)
+
+
+def test_the_frame_walker_knows_frame_boundaries() -> None:
+    """Pure Python, so it runs where the zstandard module is missing too."""
+    frames = [zstd(b""), zstd(DATA[:50_000]), SKIPPABLE_FRAME, zstd(DATA)]
+    frames.append(
+        subprocess.run(["zstd", "-c", "-q", "--no-check"], input=b"x" * 99, capture_output=True, check=True).stdout
+    )
+    stream = b"".join(frames)
+    boundaries = {sum(len(frame) for frame in frames[:index]) for index in range(len(frames) + 1)}
+    for cut in sorted(boundaries | {1, 3, 4, 5, 7, 100, len(stream) - 1, len(stream) - 4}):
+        walker = compression.ZstdFrameWalker()
+        for offset in range(0, cut, 7001):  # odd chunk sizes split headers
+            walker.feed(stream[offset : min(offset + 7001, cut)])
+        assert walker.at_boundary == (cut in boundaries), cut
+    walker = compression.ZstdFrameWalker()
+    walker.feed(stream)
+    assert walker.frames == len(frames)
+    with pytest.raises(LayerError, match="not a zstd frame"):
+        walker.feed(b"\x00\x01\x02\x03")
 
 
 def test_plain_passes_through() -> None:
