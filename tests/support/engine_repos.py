@@ -17,11 +17,19 @@ below a base URL, so ``engine_repo``/the role use it exactly like a mirror::
     <base>/linux/centos/gpg, <base>/linux/rhel/gpg
     <base>/linux/{centos,rhel}/{8,9,10}/x86_64/stable/{Packages/*.rpm,repodata/}
 
+    <base>/el-baseos/{repodata/,Packages/*.rpm}             a stand-in for an EL BaseOS repository
+
+The stand-in BaseOS repository holds one empty ``dnf-plugins-core`` package:
+an EL host gets that package from its distribution, which these machines
+cannot reach, and the role installs it as the engine's dependency on EL 8+.
+
 The build is cached under /var/tmp/berth-fixtures/engine-repos-<key>/ (key:
 this file and the versions of the Debian packages used) and takes about a
-minute the first time.  The packaged units carry no ``Limit*`` settings:
-where root lacks CAP_SYS_RESOURCE (these machines) systemd cannot raise
-limits for a service, and the service would not start.
+minute the first time.  The packaged units carry the settings of Docker's
+own units (``LimitNPROC=infinity``, ``TasksMax=infinity``,
+``OOMScoreAdjust``...): systemd lowers a limit it cannot raise to the hard
+limit and ignores an OOM score it may not set, so they start even where root
+lacks CAP_SYS_RESOURCE (measured in a berth systemd container here).
 """
 
 import contextlib
@@ -47,6 +55,8 @@ EL_RELEASES = ("8", "9", "10")
 COMPONENT = "stable"
 DEBIAN_PACKAGES = ("docker.io", "containerd", "runc", "tini")
 KEY_UID = "Berth test docker-ce repository <docker-ce-test@berth.invalid>"
+BASEOS_DIR = "el-baseos"
+STANDIN_SUMMARY = "Empty stand-in for the EL package (berth test BaseOS repository)"
 
 # package -> (files: (source on this host, path in the package), description)
 CONTENTS: Dict[str, Tuple[List[Tuple[str, str]], str]] = {
@@ -77,12 +87,19 @@ UNITS = {
             After=network.target local-fs.target
 
             [Service]
+            ExecStartPre=-/sbin/modprobe overlay
             ExecStart=/usr/bin/containerd
             Type=notify
             Delegate=yes
             KillMode=process
             Restart=always
             RestartSec=5
+            # The limits containerd.io's unit asks for.
+            LimitNPROC=infinity
+            LimitCORE=infinity
+            LimitNOFILE=infinity
+            TasksMax=infinity
+            OOMScoreAdjust=-999
 
             [Install]
             WantedBy=multi-user.target
@@ -92,7 +109,7 @@ UNITS = {
         "lib/systemd/system/docker.service": """\
             [Unit]
             Description=Docker Application Container Engine (berth test package)
-            After=network-online.target docker.socket containerd.service
+            After=network-online.target docker.socket firewalld.service containerd.service time-set.target
             Wants=network-online.target containerd.service
             Requires=docker.socket
 
@@ -101,10 +118,17 @@ UNITS = {
             ExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock
             ExecReload=/bin/kill -s HUP $MAINPID
             TimeoutStartSec=0
+            RestartSec=2
+            Restart=always
+            StartLimitBurst=3
+            StartLimitInterval=60s
+            # The limits docker-ce's unit asks for.
+            LimitNPROC=infinity
+            LimitCORE=infinity
+            TasksMax=infinity
             Delegate=yes
             KillMode=process
-            Restart=always
-            RestartSec=2
+            OOMScoreAdjust=-500
 
             [Install]
             WantedBy=multi-user.target
@@ -339,6 +363,12 @@ def _build_rpm(package: str, version: str, work: str) -> str:
             f"{post}"
             "%files\n" + "\n".join(paths) + "\n"
         )
+    _rpmbuild(spec, topdir, RPM_ARCH)
+    (built,) = glob.glob(os.path.join(topdir, "RPMS", RPM_ARCH, f"{package}-{version}-*.rpm"))
+    return built
+
+
+def _rpmbuild(spec: str, topdir: str, arch: str) -> None:
     _run(
         [
             "rpmbuild",
@@ -354,24 +384,41 @@ def _build_rpm(package: str, version: str, work: str) -> str:
             "--define",
             "_binary_payload w1.gzdio",
             "--target",
-            RPM_ARCH,
+            arch,
             spec,
         ]
     )
-    (built,) = glob.glob(os.path.join(topdir, "RPMS", RPM_ARCH, f"{package}-{version}-*.rpm"))
+
+
+def _build_standin_rpm(name: str, summary: str, work: str) -> str:
+    """An empty noarch package that stands in for one of the EL distribution's own."""
+    topdir = os.path.join(work, "rpmbuild")
+    spec = os.path.join(work, f"{name}.spec")
+    with open(spec, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"Name: {name}\nVersion: 4.3.0\nRelease: 1.el\nSummary: {summary}\nLicense: GPL-2.0-or-later\n"
+            f"BuildArch: noarch\n%description\n{summary}\n%files\n"
+        )
+    _rpmbuild(spec, topdir, "noarch")
+    (built,) = glob.glob(os.path.join(topdir, "RPMS", "noarch", f"{name}-*.rpm"))
     return built
+
+
+def _signed_yum_repo(directory: str, rpms: List[str], signer: _Signer) -> None:
+    """*directory*/Packages with the signed RPMs, and its signed repodata."""
+    os.makedirs(os.path.join(directory, "Packages"))
+    for rpm in rpms:
+        shutil.copy2(rpm, os.path.join(directory, "Packages"))
+    signer.sign_rpms(sorted(glob.glob(os.path.join(directory, "Packages", "*.rpm"))))
+    _run(["createrepo_c", "--quiet", directory])
+    repomd = os.path.join(directory, "repodata", "repomd.xml")
+    signer.sign(repomd, repomd + ".asc", clear=False)
 
 
 def _yum_repos(root: str, rpms: List[str], signer: _Signer) -> None:
     """One signed package set, indexed once, published for every EL tree and release."""
     first = os.path.join(root, "linux", EL_TREES[0], EL_RELEASES[0], RPM_ARCH, COMPONENT)
-    os.makedirs(os.path.join(first, "Packages"))
-    for rpm in rpms:
-        shutil.copy2(rpm, os.path.join(first, "Packages"))
-    signer.sign_rpms(sorted(glob.glob(os.path.join(first, "Packages", "*.rpm"))))
-    _run(["createrepo_c", "--quiet", first])
-    repomd = os.path.join(first, "repodata", "repomd.xml")
-    signer.sign(repomd, repomd + ".asc", clear=False)
+    _signed_yum_repo(first, rpms, signer)
     for tree in EL_TREES:
         for release in EL_RELEASES:
             target = os.path.join(root, "linux", tree, release, RPM_ARCH, COMPONENT)
@@ -395,6 +442,8 @@ def _build(work: str) -> Dict[str, object]:
         _apt_index(debian_root, debs, signer)
         rpms = [_build_rpm(package, _package_version(package, versions), scratch) for package in CONTENTS]
         _yum_repos(root, rpms, signer)
+        standin = _build_standin_rpm("dnf-plugins-core", STANDIN_SUMMARY, scratch)
+        _signed_yum_repo(os.path.join(root, BASEOS_DIR), [standin], signer)
         for tree in ("debian", *EL_TREES):
             os.makedirs(os.path.join(root, "linux", tree), exist_ok=True)
             signer.export(os.path.join(root, "linux", tree, "gpg"))
