@@ -48,8 +48,8 @@ USAGE = "usage: python -m support.molecule_env up STATE_DIR NAME=IMAGE... | down
 def _parse_instances(specs: List[str]) -> Dict[str, str]:
     instances = {}
     for spec in specs:
-        name, _, image = spec.partition("=")
-        if not name or image not in engine_hosts.RECIPES:
+        name, separator, image = spec.partition("=")
+        if not (name and separator) or image not in engine_hosts.RECIPES:
             choices = ", ".join(engine_hosts.RECIPES)
             raise SystemExit(f"molecule_env: {spec!r} is not NAME=IMAGE with IMAGE one of {choices}")
         instances[name] = image

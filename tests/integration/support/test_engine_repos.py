@@ -186,3 +186,20 @@ def test_dnf_refuses_packages_signed_by_another_key(served, workdir: str) -> Non
     output = refused.stdout + refused.stderr
     assert "GPG" in output or "signature" in output.lower(), output
     assert not os.path.exists(os.path.join(workdir, "root", "usr", "bin", "dockerd"))
+
+
+def test_dnf_installs_the_signed_standin_of_the_el_baseos_repository(served, workdir: str) -> None:
+    repos, url = served
+    os.makedirs(os.path.join(workdir, "yum.repos.d"))
+    with open(os.path.join(workdir, "yum.repos.d", "baseos.repo"), "w", encoding="utf-8") as handle:
+        handle.write(
+            f"[baseos]\nname=BaseOS stand-in\nbaseurl={url}/{engine_repos.BASEOS_DIR}\n"
+            f"enabled=1\ngpgcheck=1\ngpgkey=file://{repos.public_key}\n"
+        )
+    installed = dnf(workdir, "install", "dnf-plugins-core")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    root = os.path.join(workdir, "root")
+    query = run(["rpm", "--root", root, "-q", "--qf", "%{NAME} %{ARCH} %{SUMMARY}\n", "dnf-plugins-core"])
+    assert query.stdout == f"dnf-plugins-core noarch {engine_repos.STANDIN_SUMMARY}\n"
+    files = run(["rpm", "--root", root, "-ql", "dnf-plugins-core"])
+    assert files.stdout.strip() == "(contains no files)"
