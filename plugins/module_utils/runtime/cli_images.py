@@ -1,4 +1,4 @@
-"""The image transfer commands of ``berth``: push, save, load.
+"""The image commands of ``berth`` that make or move images: commit, push, save, load.
 
 Registered like ``cli_containers``: ``add_image_commands(sub)`` adds the
 parsers, importing this module registers the commands.
@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Any, Dict
 
-from .cli import _add_registry_options, _images, _registry_options, command, echo
+from .cli import _add_registry_options, _images, _registry_options, _runtime, command, echo
 from .errors import InvalidArgument
 
 PUSH_LABELS: Dict[str, str] = {
@@ -100,7 +100,45 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("commit")
+def cmd_commit(args: argparse.Namespace) -> int:
+    from .commit import commit
+
+    runtime = _runtime(args)
+    container = runtime.get(args.container)
+    result = commit(
+        runtime,
+        container,
+        args.repository,
+        message=args.message or "",
+        author=args.author or "",
+        changes=args.change or [],
+        pause=args.pause,
+        fmt=args.format,
+    )
+    echo(result.image.id)
+    return 0
+
+
 def add_image_commands(sub: Any) -> None:
+    p = sub.add_parser("commit", help="create a new image from a container's changes")
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]", help="name of the new image (default: none)")
+    p.add_argument("-m", "--message", help="commit message (the history entry's comment)")
+    p.add_argument("-a", "--author", help='author (e.g. "Jane Doe <jane@example.com>")')
+    p.add_argument(
+        "-c",
+        "--change",
+        action="append",
+        help="apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR); repeatable",
+    )
+    p.add_argument(
+        "-p", "--pause", "--pause=true", dest="pause", action="store_true", default=True,
+        help="pause the container while its changes are read (the default)",
+    )  # fmt: skip
+    p.add_argument("--pause=false", dest="pause", action="store_false", help="read the changes while it runs")
+    p.add_argument("--format", choices=("oci", "docker"), default="oci", help="manifest format (default: oci)")
+
     p = sub.add_parser("push", help="upload an image to a registry")
     p.add_argument("image", help="the local image (name, tag or id)")
     p.add_argument("target", nargs="?", help="where to push it (default: its own name)")
