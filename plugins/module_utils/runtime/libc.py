@@ -14,7 +14,6 @@ the running architecture.
 
 import ctypes
 import os
-import platform
 import struct
 from typing import Dict, Optional, Tuple
 
@@ -143,9 +142,9 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 
 def _syscall_number(name: str) -> int:
-    numbers = _SYSCALLS.get(platform.machine())
+    numbers = _SYSCALLS.get(os.uname().machine)
     if numbers is None or name not in numbers:
-        raise OSError(38, f"{name}: system call number unknown on {platform.machine()}")
+        raise OSError(38, f"{name}: system call number unknown on {os.uname().machine}")
     return numbers[name]
 
 

@@ -83,7 +83,10 @@ class ContainerSpec:
     (soft, hard), never above the caller's hard limit.  ``systemd``: ``None``
     = automatic when the command is systemd/init.  ``no_new_privs``:
     ``None`` = on, except for systemd containers, where setuid tools (sudo,
-    su) are part of what a booted system runs.
+    su) are part of what a booted system runs.  ``die_with_parent``: the
+    kernel kills the container (SIGKILL to its PID 1, which takes the whole
+    pid namespace with it) when the process that started it dies, so a
+    container never outlives its supervisor unobserved.
     """
 
     rootfs: RootfsSpec
@@ -110,6 +113,7 @@ class ContainerSpec:
     systemd: Optional[bool] = None
     tty: bool = False
     shm_size: int = DEFAULT_SHM_SIZE
+    die_with_parent: bool = True
 
     @property
     def is_systemd(self) -> bool:
@@ -211,6 +215,7 @@ class _Plan:
     rootfs_plan: Optional[rootfs.RootfsPlan] = None
     oom_score_adj: Optional[int] = None
     join_fds: List[Tuple[int, int]] = field(default_factory=list)
+    die_with_parent: bool = False
 
 
 # -- helpers the caller may use -----------------------------------------------------------
@@ -429,6 +434,7 @@ def _plan_start(
         new_network=bool(net_flag),
         rootfs_plan=rootfs_plan,
         oom_score_adj=oom,
+        die_with_parent=spec.die_with_parent,
     )
 
 
@@ -692,7 +698,9 @@ def _exec(plan: _Plan, err_write: int, stage: List[str]) -> NoReturn:
     stage[0] = "closing descriptors"
     _close_fds([err_write])
     _verify_cwd()
-    libc.prctl(libc.PR_SET_PDEATHSIG, 0)
+    # Set after the last change of credentials (which clears it).  Should the parent be gone
+    # already, the marker below has no reader and SIGPIPE ends this child before execve.
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL if plan.die_with_parent else 0)
     stage[0] = f"executing {plan.args[0]}"
     os.write(err_write, _EXEC_MARKER)
     try:

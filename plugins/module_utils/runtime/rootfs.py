@@ -15,6 +15,7 @@ target restarts at the root, ``..`` stops there), and the result is an
 image's symlinks never send a mount or a write to the host (R2, R3, R8, R10).
 """
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import libc
 from .errors import ContainerError, InvalidArgument
-from .fsutil import makedirs, write_atomic
+from .fsutil import makedirs
+from .statefile import replace_file
 
 MOUNT_DATA_LIMIT = 4095  # one page, including the trailing NUL
+VOLATILE = "volatile"
 MAX_SYMLINKS = 40
 
 DOCKER_MASKED_PATHS = (
@@ -76,7 +79,10 @@ class RootfsSpec:
 
     ``lowers`` are the image layers, top-most first; they may be short names
     relative to ``lower_cwd`` (the set-up changes directory there before
-    mounting) so the mount data fits in one page.
+    mounting) so the mount data fits in one page.  ``volatile`` mounts the
+    overlay without syncs to the upper filesystem (kernel 5.10+; without it,
+    unmounting the overlay syncs the whole filesystem of the data root): for
+    containers whose changes need not survive a crash of the host.
     """
 
     lowers: Tuple[str, ...]
@@ -85,6 +91,7 @@ class RootfsSpec:
     merged: str
     lower_cwd: Optional[str] = None
     read_only: bool = False
+    volatile: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,8 @@ def overlay_data(spec: RootfsSpec, hardening: Sequence[str] = ("index", "redirec
     _check_overlay_path(spec.work, "work directory")
     parts = [f"lowerdir={':'.join(spec.lowers)}", f"upperdir={spec.upper}", f"workdir={spec.work}"]
     parts.extend(f"{name}=off" for name in hardening)
+    if spec.volatile:
+        parts.append(VOLATILE)
     data = ",".join(parts)
     if len(data) > MOUNT_DATA_LIMIT:
         raise InvalidArgument(
@@ -234,6 +243,16 @@ def host_devices() -> List[Tuple[str, int, int]]:
             if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
                 devices.append((os.path.join(directory, entry.name), info.st_mode, info.st_rdev))
     return devices
+
+
+def is_console(name: str) -> bool:
+    """A virtual console or serial line of the host (``tty1``, ``ttyS0``, ``hvc0``...).
+
+    A privileged systemd container does not get these: its getty units would
+    start login prompts on the host's own consoles (and fight over them).
+    """
+    prefix = name.rstrip("0123456789")
+    return prefix != name and prefix in ("tty", "ttyS", "ttyAMA", "ttyUSB", "hvc")
 
 
 def cgroup_mount_plan(
@@ -328,7 +347,9 @@ def plan(
         cgroup_v2_root=v2_root,
         masked_paths=list(masked_paths),
         readonly_paths=list(readonly_paths),
-        host_devices=host_devices() if privileged else [],
+        host_devices=[device for device in host_devices() if not (systemd and is_console(device[0]))]
+        if privileged
+        else [],
         shm_size=shm_size,
         systemd=systemd,
         tty=tty,
@@ -397,8 +418,12 @@ def write_etc_files(
     address: Optional[str] = None,
     extra_hosts: Sequence[Tuple[str, str]] = (),
     host_resolv_conf: str = "/etc/resolv.conf",
+    durable: bool = True,
 ) -> Dict[str, str]:
-    """Write hosts, hostname and resolv.conf under *directory*; return them as ``etc_files``."""
+    """Write hosts, hostname and resolv.conf under *directory*; return them as ``etc_files``.
+
+    ``durable=False`` skips the fsyncs: right for files written again at every start.
+    """
     makedirs(directory)
     try:
         with open(host_resolv_conf, encoding="utf-8", errors="replace") as handle:
@@ -413,7 +438,7 @@ def write_etc_files(
     result = {}
     for name, text in contents.items():
         path = os.path.join(directory, name)
-        write_atomic(path, text.encode(), 0o644)
+        replace_file(path, text.encode(), 0o644, durable=durable)
         result["/etc/" + name] = path
     return result
 
@@ -508,12 +533,7 @@ def prepare(rootfs_plan: RootfsPlan) -> int:
     try:
         if p.lower_cwd:
             os.chdir(p.lower_cwd)
-        try:
-            libc.mount("overlay", p.merged, "overlay", p.rootfs_flags, p.overlay_data)
-        except OSError as exc:
-            raise ContainerError(
-                f"cannot mount the container's overlay root filesystem on {p.merged}: {exc.strerror}"
-            ) from None
+        _mount_overlay(p)
         root = os.open(p.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         _mount_proc(root)
         _mount_dev(root, p)
@@ -534,6 +554,24 @@ def prepare(rootfs_plan: RootfsPlan) -> int:
     finally:
         os.close(devnull)
     return root
+
+
+def _mount_overlay(p: RootfsPlan) -> None:
+    data = p.overlay_data
+    try:
+        libc.mount("overlay", p.merged, "overlay", p.rootfs_flags, data)
+        return
+    except OSError as exc:
+        error = exc
+    volatile = "," + VOLATILE
+    if error.errno == errno.EINVAL and data.endswith(volatile):
+        # A kernel older than 5.10 does not know "volatile": the same mount, with syncs.
+        try:
+            libc.mount("overlay", p.merged, "overlay", p.rootfs_flags, data[: -len(volatile)])
+            return
+        except OSError as exc:
+            error = exc
+    raise ContainerError(f"cannot mount the container's overlay root filesystem on {p.merged}: {error.strerror}")
 
 
 def _mount_at(fd: int, source: Optional[str], fstype: Optional[str], flags: int, data: Optional[str] = None) -> None:

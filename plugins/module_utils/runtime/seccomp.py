@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import hashlib
 import os
-import platform
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .capabilities import NAMES as CAPABILITY_NAMES
@@ -200,7 +199,7 @@ def _load() -> Optional[ctypes.CDLL]:
 
 def available() -> bool:
     """Whether containers get the default seccomp filter on this host."""
-    return _load() is not None and platform.machine() in _FILTER_ARCHES
+    return _load() is not None and os.uname().machine in _FILTER_ARCHES
 
 
 def status() -> Dict[str, object]:
@@ -208,8 +207,8 @@ def status() -> Dict[str, object]:
     lib = _load()
     if lib is None:
         return {"enabled": False, "profile": None, "reason": _library_error}
-    if platform.machine() not in _FILTER_ARCHES:
-        return {"enabled": False, "profile": None, "reason": f"no seccomp support for {platform.machine()}"}
+    if os.uname().machine not in _FILTER_ARCHES:
+        return {"enabled": False, "profile": None, "reason": f"no seccomp support for {os.uname().machine}"}
     version = lib.seccomp_version().contents
     return {
         "enabled": True,
@@ -220,7 +219,7 @@ def status() -> Dict[str, object]:
 
 def _kernel_version() -> Tuple[int, int]:
     numbers = []
-    for part in platform.release().split(".")[:2]:
+    for part in os.uname().release.split(".")[:2]:
         digits = "".join(char for char in part if char.isdigit()) or "0"
         numbers.append(int(digits))
     return numbers[0], numbers[1] if len(numbers) > 1 else 0
@@ -254,7 +253,7 @@ def default_program(capability_mask: int, cache_dir: Optional[str] = None) -> Op
     if capability_mask in _programs:
         return _programs[capability_mask]
     lib = _load()
-    machine = platform.machine()
+    machine = os.uname().machine
     if lib is None or machine not in _FILTER_ARCHES:
         return None
     cache_path = os.path.join(cache_dir, _cache_name(lib, machine, capability_mask)) if cache_dir else None
@@ -272,7 +271,7 @@ def default_program(capability_mask: int, cache_dir: Optional[str] = None) -> Op
 def _cache_name(lib: ctypes.CDLL, machine: str, capability_mask: int) -> str:
     """A name that changes with everything the program depends on: profile, library, kernel, arch, caps."""
     version = lib.seccomp_version().contents
-    key = repr((RULES, machine, platform.release(), (version.major, version.minor, version.micro), capability_mask))
+    key = repr((RULES, machine, os.uname().release, (version.major, version.minor, version.micro), capability_mask))
     return f"seccomp-{hashlib.sha256(key.encode()).hexdigest()[:32]}.bpf"
 
 
