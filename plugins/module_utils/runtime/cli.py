@@ -1,12 +1,15 @@
 """``berth``: a docker-like command line over the runtime's public API.
 
 Each command imports what it needs when it runs, so ``berth ps`` or
-``berth images`` never load requests or pyroute2.  Errors the runtime
-reports on purpose (:class:`BerthError`) print as one line; ``--debug``
-shows the traceback of anything else.
+``berth images`` never load requests or pyroute2, and only the parser of
+the command being run is built (argparse spends about half a millisecond
+per command parser, mostly in gettext lookups).  Errors the runtime reports on purpose
+(:class:`BerthError`) print as one line, and so does a full disk;
+``--debug`` shows the traceback of anything else.
 """
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -225,12 +228,58 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """Stands in for the parser of a command that is not being run: every call is ignored."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ignore
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> "_Skipped":
+        return self
+
+
+class _OnlyCommand:
+    """The subparsers action, building the parser of one command only (all of them when *wanted* is None)."""
+
+    def __init__(self, sub: Any, wanted: Optional[str]) -> None:
+        self.sub = sub
+        self.wanted = wanted
+        self.built = False
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self.wanted is not None and name != self.wanted:
+            return _Skipped()
+        self.built = True
+        return self.sub.add_parser(name, **kwargs)
+
+
+def _command_word(argv: Sequence[str]) -> Optional[str]:
+    """The command in *argv* (the first word that is not a global option), or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The ``berth`` parser; given *argv*, with the parser of its command only (when it names one)."""
+    wanted = _command_word(argv) if argv is not None else None
+    parser = _build_parser(wanted)
+    if wanted is not None and not parser.built:  # type: ignore[attr-defined]
+        parser = _build_parser(None)  # an unknown command: argparse lists the real ones
+    return parser
+
+
+def _build_parser(wanted: Optional[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="berth", description="Run containers without a daemon.")
     parser.add_argument("--config", help="daemon.json to use (default: $BERTH_CONFIG or /etc/berth/daemon.json)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
-    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
-    sub.required = True
+    subparsers = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+    subparsers.required = True
+    sub: Any = _OnlyCommand(subparsers, wanted)
 
     p = sub.add_parser("pull", help="download an image from a registry")
     p.add_argument("image")
@@ -264,15 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="first remove what killed pulls left behind")
 
     from .cli_containers import add_container_commands
+    from .cli_images import add_image_commands
 
     add_container_commands(sub)
+    add_image_commands(sub)
+    parser.built = sub.built  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
-    from . import cli_containers  # noqa: F401  registers the container commands
+    from . import cli_containers, cli_images  # noqa: F401  # pylint: disable=unused-import  (they register commands)
 
     try:
         return COMMANDS[args.cmd](args)
@@ -285,7 +339,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.cmd in ("run", "create", "exec"):
             return getattr(exc, "exit_code", EXIT_RUNTIME_ERROR)
         return 1
-    except Exception:
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = exc.filename or _config(args).data_root
+            echo(f"berth: no space left on the device of {where}: free some space, or move data-root", file=sys.stderr)
+            return EXIT_RUNTIME_ERROR if args.cmd in ("run", "create") else 1
         if args.debug or os.environ.get("BERTH_DEBUG"):
             raise
         import traceback

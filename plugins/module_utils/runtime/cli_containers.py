@@ -80,7 +80,8 @@ def _create(args: argparse.Namespace) -> Any:
     options = _spec_from_args(args)
     _ensure_image(args, runtime, options["image"])
     container = runtime.create(options, name=args.name, auto_remove=args.rm)
-    runtime.ensure_boot_unit(container.name, container.spec["restart_policy"])
+    if container.spec["restart_policy"] not in ("", "no"):  # a fresh container of policy "no" has no unit
+        runtime.ensure_boot_unit(container.name, container.spec["restart_policy"])
     return runtime, container
 
 
@@ -127,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach:
         try:
             runtime.start(container)
-        except BerthError:
+        except (BerthError, OSError):
             if args.rm:
                 runtime.remove(container, force=True)
             raise
@@ -137,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         code = run_attached(runtime, container, interactive=args.interactive)
-    except BerthError:
+    except (BerthError, OSError):
         if args.rm:
             leftover = runtime.find(container.id)
             if leftover is not None:
@@ -274,7 +275,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def _print_log_line(line: str, timestamps: bool) -> None:
     if not line.strip():
         return
-    record = json.loads(line)
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return  # a record cut short (a full disk); the monitor drops such records whole
     out = sys.stdout if record.get("stream") == "stdout" else sys.stderr
     if timestamps:
         out.write(record.get("time", "") + " ")

@@ -18,15 +18,20 @@ so two concurrent ``run --name web`` can never both succeed.
 What ``ps`` shows is observed, not just remembered: a container recorded as
 running is running only if its init process (pid *and* start time, so a
 reused pid does not count) is alive; an ``exit.json`` or a dead supervisor
-makes it exited, whatever ``state.json`` still says.
+makes it exited, whatever ``state.json`` still says.  A container cannot
+outlive its supervisor: the kernel kills its init (and so its whole pid
+namespace) when the supervisor dies (``PR_SET_PDEATHSIG``), so a killed
+supervisor shows as ``exited (137)`` with an error saying why, and the next
+``stop``, ``rm`` or ``start`` releases what the run held.
+
+The files of a ``--rm`` container are replaced atomically but never fsynced
+(:mod:`statefile`): it does not outlive a crash of the host either.
 """
 
 import contextlib
 import os
-import secrets
 import signal
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from . import fsutil
@@ -34,8 +39,7 @@ from . import spec as spec_module
 from .config import DaemonConfig
 from .config import load as load_config
 from .errors import Conflict, ContainerError, InvalidArgument, NotFound, StateError
-from .images import Images
-from .store import Store
+from .statefile import replace_json
 
 ID_LENGTH = 64
 STOP_WAIT_FOR_MONITOR = 15.0
@@ -72,14 +76,24 @@ def alive(pid: Optional[int], start_time: Optional[int]) -> bool:
     return data[data.rindex(b")") + 2 :].split()[0] != b"Z"
 
 
-@dataclass
+def random_hex(length: int) -> str:
+    """*length* random hex digits (``os.urandom``: the ``secrets`` module costs an import of hmac)."""
+    return os.urandom((length + 1) // 2).hex()[:length]
+
+
 class Container:
     """One container as stored: its creation record and its last recorded state."""
 
-    id: str
-    directory: str
-    record: Dict[str, Any]
-    state: Dict[str, Any]
+    __slots__ = ("directory", "id", "record", "state")
+
+    def __init__(self, container_id: str, directory: str, record: Dict[str, Any], state: Dict[str, Any]) -> None:
+        self.id = container_id
+        self.directory = directory
+        self.record = record
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"Container({self.id[:12]}, {self.record.get('name')!r})"
 
     @property
     def name(self) -> str:
@@ -96,6 +110,11 @@ class Container:
     @property
     def image_id(self) -> str:
         return self.record["image_id"]
+
+    @property
+    def durable(self) -> bool:
+        """Whether its files must survive a crash of the host (not for ``--rm`` containers)."""
+        return not self.record.get("auto_remove")
 
     @property
     def log_path(self) -> str:
@@ -133,7 +152,7 @@ class Container:
             # Exited a moment ago; the monitor is writing exit.json.
             state.update(status="exited", exit_code=state.get("exit_code"))
             return state
-        state.update(status="exited", exit_code=137, error="the container's supervisor died; the container is gone")
+        state.update(status="exited", exit_code=137, error=SUPERVISOR_DIED)
         return state
 
     def _restart_pending(self, exit_record: Dict[str, Any]) -> bool:
@@ -151,6 +170,11 @@ class Container:
         return self.observe()["status"] in ("running", "restarting")
 
 
+SUPERVISOR_DIED = (
+    "the container's supervisor ended without recording how it exited (it was killed, or the disk was full); "
+    "the container ended with it"
+)
+
 NAME_ADJECTIVES = (
     "agile", "bold", "brave", "calm", "clever", "eager", "fond", "gentle", "happy", "jolly", "keen",
     "lucid", "merry", "nimble", "proud", "quiet", "serene", "sharp", "steady", "swift", "tidy", "vivid",
@@ -166,11 +190,29 @@ class Runtime:
 
     def __init__(self, config: Optional[DaemonConfig] = None) -> None:
         self.config = config or load_config()
-        self.store = Store(self.config.data_root)
-        self.images = Images(self.config, self.store)
+        self._store: Any = None
+        self._images: Any = None
         self.root = os.path.join(self.config.data_root, "containers")
         self.names = os.path.join(self.config.data_root, "names")
         self.volumes = os.path.join(self.config.data_root, "volumes")
+
+    @property
+    def store(self) -> Any:
+        """The image store (:class:`store.Store`), made on first use: ``ps`` or ``stop`` never need it."""
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store(self.config.data_root)
+        return self._store
+
+    @property
+    def images(self) -> Any:
+        """The images (:class:`images.Images`), made on first use."""
+        if self._images is None:
+            from .images import Images
+
+            self._images = Images(self.config, self.store)
+        return self._images
 
     # -- lookup -----------------------------------------------------------------
 
@@ -235,16 +277,35 @@ class Runtime:
 
     def save_state(self, container: Container, **changes: Any) -> None:
         container.state.update(changes)
-        fsutil.write_json_atomic(container.path("state.json"), container.state)
+        replace_json(container.path("state.json"), container.state, durable=container.durable)
 
     # -- create -------------------------------------------------------------------
 
     def _new_name(self) -> str:
         for _attempt in range(100):
-            name = f"{secrets.choice(NAME_ADJECTIVES)}_{secrets.choice(NAME_NOUNS)}"
+            first, second = os.urandom(2)
+            name = f"{NAME_ADJECTIVES[first % len(NAME_ADJECTIVES)]}_{NAME_NOUNS[second % len(NAME_NOUNS)]}"
             if not os.path.lexists(os.path.join(self.names, name)):
                 return name
-        return "berth_" + secrets.token_hex(6)
+        return "berth_" + random_hex(12)
+
+    def _claim_name(self, name: Optional[str], container_id: str) -> str:
+        """Take *name* (or a generated one) for *container_id*: creating the symlink is the atomic claim."""
+        for _attempt in range(20):
+            wanted = name or self._new_name()
+            try:
+                os.symlink(container_id, os.path.join(self.names, wanted))
+                return wanted
+            except FileExistsError:
+                if name is None:
+                    continue  # another create took the generated name meanwhile: draw again
+                holder = self.find(name)
+                holder_id = holder.id if holder else "(being created)"
+                raise Conflict(
+                    f'the container name "/{name}" is already in use by container {holder_id}: remove (or rename)'
+                    " that container to reuse the name"
+                ) from None
+        raise Conflict("could not find a free container name: give one with --name")
 
     def create(self, spec: Dict[str, Any], name: Optional[str] = None, auto_remove: bool = False) -> Container:
         """Create a container from a normalised spec (see :func:`spec.normalize`); the image must be local."""
@@ -260,20 +321,12 @@ class Runtime:
             effective = spec_module.effective(spec, self.images.config_of(image))
             if spec["network_mode"].startswith("container:"):
                 self.get(spec["network_mode"][len("container:") :])
-            container_id = secrets.token_hex(ID_LENGTH // 2)
-            name = name or self._new_name()
+            container_id = random_hex(ID_LENGTH)
             directory = os.path.join(self.root, container_id)
             fsutil.makedirs(directory, 0o700)
+            claimed = None
             try:
-                try:
-                    os.symlink(container_id, os.path.join(self.names, name))
-                except FileExistsError:
-                    holder = self.find(name)
-                    holder_id = holder.id if holder else "(being created)"
-                    raise Conflict(
-                        f'the container name "/{name}" is already in use by container {holder_id}: remove (or rename)'
-                        " that container to reuse the name"
-                    ) from None
+                name = claimed = self._claim_name(name, container_id)
                 for sub in ("upper", "work", "etc"):
                     fsutil.makedirs(os.path.join(directory, sub), 0o755 if sub == "upper" else 0o700)
                 record = {
@@ -289,12 +342,14 @@ class Runtime:
                     "volumes": self._prepare_volumes(spec, effective),
                     "auto_remove": auto_remove,
                 }
-                fsutil.write_json_atomic(os.path.join(directory, "config.json"), record)
-                fsutil.write_json_atomic(os.path.join(directory, "state.json"), {"status": "created"})
+                durable = not auto_remove
+                replace_json(os.path.join(directory, "config.json"), record, durable=durable)
+                replace_json(os.path.join(directory, "state.json"), {"status": "created"}, durable=durable)
             except BaseException:
-                with contextlib.suppress(OSError):
-                    if os.readlink(os.path.join(self.names, name)) == container_id:
-                        os.unlink(os.path.join(self.names, name))
+                if claimed is not None:
+                    with contextlib.suppress(OSError):
+                        if os.readlink(os.path.join(self.names, claimed)) == container_id:
+                            os.unlink(os.path.join(self.names, claimed))
                 fsutil.remove_tree(directory)
                 raise
         container = self._load(container_id)
@@ -314,7 +369,7 @@ class Runtime:
             entry = dict(volume)
             if volume["type"] == "volume":
                 anonymous = not volume["source"]
-                name = volume["source"] or secrets.token_hex(32)
+                name = volume["source"] or random_hex(64)
                 data = os.path.join(self.volumes, name, "_data")
                 fsutil.makedirs(os.path.dirname(data), 0o700)
                 fsutil.makedirs(data, 0o755)
@@ -458,9 +513,10 @@ class Runtime:
         return units.ensure_unit(self.config, name, restart_policy, sys.executable, library, check_mode)
 
     def _delete(self, container: Container, volumes: bool) -> None:
-        from . import units
+        if container.spec["restart_policy"] not in ("", "no"):
+            from . import units
 
-        units.remove_unit(self.config, container.name)
+            units.remove_unit(self.config, container.name)  # only such policies ever get a boot unit
         name_link = os.path.join(self.names, container.name)
         with contextlib.suppress(OSError):
             if os.readlink(name_link) == container.id:

@@ -17,7 +17,13 @@ Files written in the container directory:
 
 * ``<id>-json.log`` — Docker's json-file format, one object per line;
 * ``exit.json`` — written atomically once the container exited:
-  ``{"pid", "exit_code", "finished_at", "oom_killed"}``.
+  ``{"pid", "exit_code", "finished_at", "oom_killed", "log_dropped"}``
+  (fsynced unless ``sync=0``: a ``--rm`` container's record dies with the host).
+
+A full disk never stops the loop: a log record that cannot be written is
+dropped whole (a torn line is cut off again) and counted in ``log_dropped``;
+an ``exit.json`` that cannot be written leaves the exit code to the command
+line of the clean-up this process execs into.
 
 A ``stop-requested`` file in the container directory (written by ``berth
 stop`` before it signals the container) tells the loop not to apply the
@@ -58,14 +64,21 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def write_file_atomic(path: str, data: bytes) -> None:
+def write_file_atomic(path: str, data: bytes, durable: bool = True) -> None:
     tmp = path + ".tmp"
     fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)
     try:
         write_all(fd, data)
-        posix.fsync(fd)
-    finally:
+        if durable:
+            posix.fsync(fd)
+    except OSError:
         posix.close(fd)
+        try:
+            posix.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    posix.close(fd)
     posix.rename(tmp, path)
 
 
@@ -106,11 +119,17 @@ class LogWriter:
         self.max_files = max(1, max_files)
         self.fd = -1
         self.size = 0
+        self.dropped = 0
         self.open()
 
     def open(self) -> None:
         self.fd = posix.open(self.path, posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_CLOEXEC, 0o600)
         self.size = posix.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            posix.close(self.fd)
+            self.fd = -1
 
     def rotate(self) -> None:
         posix.close(self.fd)
@@ -123,9 +142,18 @@ class LogWriter:
         self.open()
 
     def write(self, record: bytes) -> None:
-        if self.max_size and self.size + len(record) > self.max_size and self.size:
-            self.rotate()
-        write_all(self.fd, record)
+        """Append one record, or drop it whole when the disk refuses it (ENOSPC, EDQUOT, EIO)."""
+        try:
+            if self.max_size and self.size + len(record) > self.max_size and self.size:
+                self.rotate()
+            write_all(self.fd, record)
+        except OSError:
+            self.dropped += 1
+            try:
+                posix.ftruncate(self.fd, self.size)  # no torn line for the readers
+            except OSError:
+                pass
+            return
         self.size += len(record)
 
 
@@ -186,6 +214,7 @@ class Monitor:
         self.streams = [Stream(int(options["out"]), "stdout"), Stream(int(options["err"]), "stderr")]
         self.status = None
         self.oom_before = oom_kills(options.get("oom-file", ""))
+        self.recorded = False
 
     def forward(self, signum: int, frame: object) -> None:
         if self.status is None:
@@ -275,7 +304,7 @@ class Monitor:
         if self.status is None:
             self.wait_for_container()
         code = self.finish()
-        posix.close(self.log.fd)
+        self.log.close()
         return code
 
     def wait_for_container(self) -> None:
@@ -289,14 +318,19 @@ class Monitor:
                 self.status = status
 
     def finish(self) -> int:
+        """Record the exit in ``exit.json`` (``recorded`` says whether that worked); return the exit code."""
         code = exit_code_of(self.status)
         oom = oom_kills(self.options.get("oom-file", "")) > self.oom_before
         finished = _json.encode_basestring_ascii(rfc3339(time.time_ns()))
         record = (
-            f'{{"exit_code": {code}, "finished_at": {finished}, '
+            f'{{"exit_code": {code}, "finished_at": {finished}, "log_dropped": {self.log.dropped}, '
             f'"oom_killed": {"true" if oom else "false"}, "pid": {self.pid}}}\n'
         )
-        write_file_atomic(self.directory + "/exit.json", record.encode())
+        try:
+            write_file_atomic(self.directory + "/exit.json", record.encode(), self.options.get("sync", "1") != "0")
+            self.recorded = True
+        except OSError:
+            self.recorded = False
         return code
 
 
@@ -334,7 +368,10 @@ def main(argv: list) -> None:
     # Back to the heavy entry point (same pid, children and subreaper flag).
     python = options["python"]
     entry = "import sys; sys.path.insert(0, sys.argv[1]); from runtime.supervisor import main; main(sys.argv[2:])"
-    posix.execv(python, [python, "-I", "-c", entry, options["lib"], action, options["id"], options.get("config", "")])
+    account = f"exited={options['pid']}:{code}"
+    posix.execv(
+        python, [python, "-I", "-c", entry, options["lib"], account, action, options["id"], options.get("config", "")]
+    )
 
 
 if __name__ == "__main__":

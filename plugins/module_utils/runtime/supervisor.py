@@ -18,6 +18,19 @@ The heavy code runs from a copy of the runtime that outlives the caller
 (:mod:`install`), never from an Ansible module's temporary payload.  A
 foreground ``berth run`` does all of this in the CLI process itself
 (:func:`run_attached`), which is what keeps ``run --rm`` fast.
+
+The container dies with its supervisor (M, or the CLI of a foreground run):
+its init has ``PR_SET_PDEATHSIG=SIGKILL`` relative to the process that
+started it, and the death of a pid namespace's init ends every process in
+it.  So a killed supervisor never leaves an unobserved container running;
+``observe`` reports it exited (137, with the reason) and ``stop``, ``rm`` or
+``start`` tear down its network and cgroup.
+
+A run that cannot record its state (a full data root) is undone: the
+container is killed and its resources released before the error is
+reported.  A ``--rm`` container's overlay is mounted ``volatile`` (its
+unmount does not sync the data root's filesystem) and its files are not
+fsynced: it does not outlive the host anyway.
 """
 
 import contextlib
@@ -28,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import fsutil
-from .containers import Container, Runtime, alive, process_start_time
+from .containers import SUPERVISOR_DIED, Container, Runtime, alive, process_start_time
 from .errors import BerthError, ContainerError
 
 MONITOR_FILE = "monitor.py"
@@ -87,6 +100,7 @@ def process_spec(runtime: Runtime, container: Container, network: str, etc_files
             merged=container.path("merged"),
             lower_cwd=runtime.store.links,
             read_only=spec["read_only"],
+            volatile=not container.durable,
         ),
         args=list(effective["args"]),
         env=env,
@@ -104,15 +118,25 @@ def process_spec(runtime: Runtime, container: Container, network: str, etc_files
     )
 
 
+def _network_module() -> Any:
+    from . import network
+
+    return network
+
+
 def prepare(runtime: Runtime, container: Container) -> RunPlan:
     """Create the cgroup, the network attachment and the /etc files of a new run (rolled back on failure)."""
-    from . import network, process, rootfs
+    from . import process, rootfs
     from .cgroups import Cgroup
 
     spec = container.spec
     mode = spec["network_mode"]
+    network = None if mode in ("host", "none") else _network_module()
     process.SECCOMP_CACHE_DIR = os.path.join(runtime.config.exec_root, "seccomp")
     fsutil.makedirs(container.path("merged"), 0o700)
+    if not container.durable:
+        # A volatile overlay refuses to mount again over a work dir it marked dirty.
+        fsutil.remove_tree(container.path("work/incompat"))
     cgroup = Cgroup.create(container.id, _resources(spec), systemd=container.effective["systemd"])
     attachment = None
     netns = None
@@ -145,6 +169,7 @@ def prepare(runtime: Runtime, container: Container) -> RunPlan:
             container.record["hostname"],
             own_network=mode != "host",
             address=attachment.ip if attachment is not None and attachment.ip else None,
+            durable=False,
         )
         if attachment is not None and attachment.mode == network.MODE_BRIDGE:
             # The other containers on the bridge by name and alias, and this one in their /etc/hosts.
@@ -159,11 +184,9 @@ def _teardown(
     runtime: Runtime, container_id: str, attachment: Optional[Dict[str, Any]], netns: Optional[str], cgroup: Any
 ) -> List[str]:
     """Release a run's network and cgroup; every step is attempted, errors are collected."""
-    from . import network
-    from .cgroups import Cgroup
-
     problems = []
     if attachment is not None or netns:
+        network = _network_module()
         try:
             network.disconnect(container_id, attachment, config=runtime.config)
         except BerthError as exc:
@@ -174,8 +197,14 @@ def _teardown(
             except (BerthError, OSError) as exc:
                 problems.append(str(exc))
     if cgroup:
+        from .cgroups import Cgroup
+
         try:
-            Cgroup.from_dict(cgroup).remove()
+            group = Cgroup.from_dict(cgroup)
+            # Normally empty: the init is dead, and its pid namespace with it.  Stragglers
+            # (an exec still setting up) must not keep the cgroup, nor outlive the container.
+            group.kill(signal.SIGKILL)
+            group.remove()
         except (BerthError, OSError) as exc:
             problems.append(str(exc))
     return problems
@@ -187,13 +216,17 @@ def cleanup(
     remove: bool = False,
     exited_pid: Optional[int] = None,
     restarting: bool = False,
+    exit_code: Optional[int] = None,
 ) -> None:
     """Record how the last run ended and release its resources; idempotent.
 
     With *exited_pid* (the monitor's own call) nothing happens unless the
     recorded run is still that pid's: a newer run started meanwhile keeps
     its network and cgroup.  *restarting* records the run as ending in a
-    restart (the monitor starts the next run right after).
+    restart (the monitor starts the next run right after).  *exit_code* is
+    the monitor's word for how it ended when ``exit.json`` could not be
+    written (a full disk).  The resources are released before the state is
+    written, so a full disk cannot keep them.
     """
     state = container.state
     if exited_pid is not None and state.get("pid") != exited_pid:
@@ -202,6 +235,8 @@ def cleanup(
         return
     changes: Dict[str, Any] = {}
     if state.get("status") in ("running", "restarting"):
+        from .display import now_rfc3339
+
         exit_record = container.exit_record()
         if exit_record and exit_record.get("pid") == state.get("pid"):
             changes.update(
@@ -210,15 +245,10 @@ def cleanup(
                 finished_at=exit_record["finished_at"],
                 oom_killed=exit_record.get("oom_killed", False),
             )
+        elif exit_code is not None:
+            changes.update(status="exited", exit_code=exit_code, finished_at=now_rfc3339())
         else:
-            from .display import now_rfc3339
-
-            changes.update(
-                status="exited",
-                exit_code=137,
-                finished_at=now_rfc3339(),
-                error="the container's supervisor died; the container is gone",
-            )
+            changes.update(status="exited", exit_code=137, finished_at=now_rfc3339(), error=SUPERVISOR_DIED)
     attachment = state.get("network")
     # Only a namespace of its own is deleted; a joined one (container:NAME) belongs to its owner.
     own_netns = attachment.get("netns") if attachment and attachment.get("mode") in ("bridge", "none") else None
@@ -226,8 +256,13 @@ def cleanup(
     changes.update(network=None, cgroup=None)
     if problems:
         changes["cleanup_error"] = "; ".join(problems)
-    runtime.save_state(container, **changes)
-    if (remove or container.record.get("auto_remove")) and not restarting:
+    removing = (remove or container.record.get("auto_remove")) and not restarting
+    try:
+        runtime.save_state(container, **changes)
+    except OSError:
+        if not removing:
+            raise
+    if removing:
         runtime._delete(container, volumes=True)
 
 
@@ -288,34 +323,18 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
             raise
         for fd in (out_w, err_w, null):
             os.close(fd)
-        from .display import now_rfc3339
-
-        runtime.save_state(
-            container,
-            status="running",
-            pid=started.pid,
-            pid_start_time=started.start_time,
-            monitor_pid=os.getpid(),
-            monitor_start_time=process_start_time(os.getpid()),
-            started_at=now_rfc3339(),
-            finished_at=None,
-            exit_code=None,
-            oom_killed=False,
-            error="",
-            restart_count=restarts,
-            network=plan.attachment.to_dict() if plan.attachment else None,
-            cgroup=plan.cgroup.to_dict(),
-        )
+        _record_running(runtime, container, plan, started, restarts, held)
         if report_fd is not None:
             os.write(report_fd, b"ok")
             os.close(report_fd)
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, BerthError) else f"{type(exc).__name__}: {exc}"
+        message = _failure_message(container, exc)
         if report_fd is not None:
             with contextlib.suppress(OSError):
                 os.write(report_fd, b"error\n" + message.encode())
         else:
-            runtime.save_state(container, status="exited", exit_code=125, error=message, network=None, cgroup=None)
+            with contextlib.suppress(OSError):
+                runtime.save_state(container, status="exited", exit_code=125, error=message, network=None, cgroup=None)
         os._exit(1)
     from .portproxy import PortProxy
 
@@ -339,6 +358,7 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         "oom-file": _oom_file(plan.cgroup),
         "max-size": str(_log_max_size(runtime)),
         "max-file": runtime.config.log_opts.get("max-file", "1"),
+        "sync": "1" if container.durable else "0",
     }
     keep = [out_r, err_r, *(sock.fileno() for sock in getattr(held, "sockets", []))]
     _close_all_but(keep)
@@ -346,6 +366,60 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         os.set_inheritable(fd, True)
     monitor = os.path.join(lib, "runtime", MONITOR_FILE)
     os.execv(sys.executable, [sys.executable, "-I", "-S", monitor] + [f"{k}={v}" for k, v in options.items()])
+
+
+def _failure_message(container: Container, exc: BaseException) -> str:
+    if isinstance(exc, BerthError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"cannot start container {container.name}: {exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _record_running(
+    runtime: Runtime, container: Container, plan: RunPlan, started: Any, restarts: int, held: Any
+) -> None:
+    """Write the state of a run that just started; when that fails (a full disk), undo the run and raise."""
+    from .display import now_rfc3339
+
+    try:
+        runtime.save_state(
+            container,
+            status="running",
+            pid=started.pid,
+            pid_start_time=started.start_time,
+            monitor_pid=os.getpid(),
+            monitor_start_time=process_start_time(os.getpid()),
+            started_at=now_rfc3339(),
+            finished_at=None,
+            exit_code=None,
+            oom_killed=False,
+            error="",
+            restart_count=restarts,
+            network=plan.attachment.to_dict() if plan.attachment else None,
+            cgroup=plan.cgroup.to_dict(),
+        )
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(started.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(started.pid, 0)
+        if held is not None:
+            held.close()
+        _teardown(
+            runtime,
+            container.id,
+            plan.attachment.to_dict() if plan.attachment else None,
+            plan.netns,
+            plan.cgroup.to_dict(),
+        )
+        if isinstance(exc, OSError):
+            raise ContainerError(
+                f"cannot record the state of container {container.name} in {container.directory}: "
+                f"{exc.strerror}; the container was stopped"
+            ) from None
+        raise
 
 
 def _log_max_size(runtime: Runtime) -> int:
@@ -368,6 +442,7 @@ def _supervise_in_process(
         "oom-file": _oom_file(plan.cgroup),
         "max-size": str(_log_max_size(runtime)),
         "max-file": runtime.config.log_opts.get("max-file", "1"),
+        "sync": "1" if container.durable else "0",
     }
     code = monitor.Monitor(options).run()
     held.close()
@@ -383,11 +458,11 @@ def _after_exit(runtime: Runtime, container_id: str, pid: int, code: int, restar
         os._exit(0)
     stop_requested = os.path.exists(container.path("stop-requested"))
     if monitor.should_restart(container.spec["restart_policy"], code, restarts, stop_requested):
-        cleanup(runtime, container, exited_pid=pid, restarting=True)
+        cleanup(runtime, container, exited_pid=pid, restarting=True, exit_code=code)
         fresh = runtime._load(container_id)
         if fresh is not None and not os.path.exists(fresh.path("stop-requested")):
             start_in_monitor(runtime, fresh, restarts + 1, None)
-    cleanup(runtime, container, exited_pid=pid)
+    cleanup(runtime, container, exited_pid=pid, exit_code=code)
     os._exit(0)
 
 
@@ -425,15 +500,16 @@ def launch(runtime: Runtime, container: Container) -> None:
 def run_attached(runtime: Runtime, container: Container, interactive: bool = False) -> int:
     """``berth run`` without ``-d``: start the container as this process's child and relay its output."""
     from . import monitor, process
-    from .display import now_rfc3339
-    from .portproxy import hold_published_ports
 
     with runtime.locked(container) as fresh:
         runtime._finish_previous_run(fresh)
         plan = prepare(runtime, fresh)
         held = None
         try:
-            held = hold_published_ports(plan.attachment.to_dict()) if plan.attachment else None
+            if plan.attachment:
+                from .portproxy import hold_published_ports
+
+                held = hold_published_ports(plan.attachment.to_dict())
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -451,21 +527,12 @@ def run_attached(runtime: Runtime, container: Container, interactive: bool = Fal
             raise
         for fd in (out_w, err_w, *(() if interactive else (stdin,))):
             os.close(fd)
-        runtime.save_state(
-            fresh,
-            status="running",
-            pid=started.pid,
-            pid_start_time=started.start_time,
-            monitor_pid=os.getpid(),
-            monitor_start_time=process_start_time(os.getpid()),
-            started_at=now_rfc3339(),
-            finished_at=None,
-            exit_code=None,
-            error="",
-            restart_count=0,
-            network=plan.attachment.to_dict() if plan.attachment else None,
-            cgroup=plan.cgroup.to_dict(),
-        )
+        try:
+            _record_running(runtime, fresh, plan, started, 0, held)
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
     options = {
         "dir": fresh.directory,
         "log": fresh.log_path,
@@ -475,33 +542,44 @@ def run_attached(runtime: Runtime, container: Container, interactive: bool = Fal
         "oom-file": _oom_file(plan.cgroup),
         "max-size": str(_log_max_size(runtime)),
         "max-file": runtime.config.log_opts.get("max-file", "1"),
+        "sync": "1" if fresh.durable else "0",
     }
     code = monitor.Monitor(options, echo={"stdout": 1, "stderr": 2}, forward_signals=True).run()
     if held is not None:
         held.close()
     done = runtime._load(fresh.id)
     if done is not None:
-        cleanup(runtime, done, exited_pid=started.pid)
+        cleanup(runtime, done, exited_pid=started.pid, exit_code=code)
     return code
 
 
 def main(argv: Sequence[str]) -> None:
-    """Entry point the monitor loop execs into: ``cleanup ID CONFIG`` or ``restart ID CONFIG``."""
+    """Entry point the monitor loop execs into: ``[exited=PID:CODE] cleanup|restart ID CONFIG``.
+
+    ``exited=`` is the monitor's own account of the run, used when
+    ``exit.json`` could not be written (a full disk).
+    """
     from .config import load
 
+    reported_pid = reported_code = None
+    if argv and argv[0].startswith("exited="):
+        pid_text, _colon, code_text = argv[0][len("exited=") :].partition(":")
+        reported_pid, reported_code = int(pid_text), int(code_text)
+        argv = argv[1:]
     action, container_id, config_path = argv[0], argv[1], argv[2] if len(argv) > 2 else ""
     runtime = Runtime(load(config_path or None))
     container = runtime._load(container_id)
     if container is None:
         os._exit(0)
     exit_record = container.exit_record() or {}
-    pid = exit_record.get("pid") or container.state.get("pid")
+    pid = exit_record.get("pid") or reported_pid or container.state.get("pid")
+    code = reported_code if pid == reported_pid else None
     restarts = container.state.get("restart_count", 0)
     if action == "restart":
-        cleanup(runtime, container, exited_pid=pid, restarting=True)
+        cleanup(runtime, container, exited_pid=pid, restarting=True, exit_code=code)
         fresh = runtime._load(container_id)
         if fresh is not None and not os.path.exists(fresh.path("stop-requested")):
             start_in_monitor(runtime, fresh, restarts + 1, None)
         os._exit(0)
-    cleanup(runtime, container, exited_pid=pid)
+    cleanup(runtime, container, exited_pid=pid, exit_code=code)
     os._exit(0)
