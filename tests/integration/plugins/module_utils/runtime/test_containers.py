@@ -214,7 +214,8 @@ def test_pids_limit_stops_a_fork_bomb(host) -> None:
         "busybox",
         "sh",
         "-c",
-        "while true; do sleep 30 & done 2>/dev/null",
+        # The bomb runs in a subshell: a shell whose fork fails exits, and PID 1 must stay to be observed.
+        "(while true; do sleep 30 & done) 2>/dev/null; exec sleep 60",
     )
     try:
         pids_dir = host.runtime().get("bomb").state["cgroup"]["directories"]["pids"]
