@@ -70,6 +70,11 @@ def test_docker_is_enabled_and_running_under_systemd_with_its_containerd(host) -
     assert state["containerd.service"][1:] == ("active", "running")
 
 
+def test_the_docker_users_are_in_the_docker_group(host, settings: Dict[str, Any]) -> None:
+    for user in settings["docker_engine_users"]:
+        assert "docker" in host.check_output(f"id -nG {user}").split(), user
+
+
 def test_the_packages_came_from_the_local_docker_ce_mirror(
     host, facts: Dict[str, Any], berth_host: Dict[str, Any]
 ) -> None:
