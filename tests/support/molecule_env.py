@@ -60,6 +60,10 @@ def _parse_instances(specs: List[str]) -> Dict[str, str]:
 
 def up(state_dir: str, specs: List[str]) -> Dict[str, object]:
     instances = _parse_instances(specs)
+    registry_binary = shutil.which(REGISTRY_BINARY)
+    if registry_binary is None:
+        fix = f"run make setup (apt-get install {REGISTRY_BINARY})"
+        raise SystemExit(f"molecule_env: {REGISTRY_BINARY} is missing: {fix}")
     if os.path.exists(os.path.join(state_dir, STATE_FILE)):
         down(state_dir)
     repos = engine_repos.build()
@@ -83,7 +87,7 @@ def up(state_dir: str, specs: List[str]) -> Dict[str, object]:
             "instances": {},
             "docker_ce_mirror": {"root": repos.root, "fingerprint": repos.fingerprint, "version": repos.version},
             "hub_mirror": {"storage": registry.storage_dir, "busybox_id": hub.image_id},
-            "registry_binary": shutil.which(REGISTRY_BINARY),
+            "registry_binary": registry_binary,
         }
         for name, image in sorted(instances.items()):
             docker_root = os.path.join(env.base, "instances", name, "docker")
