@@ -109,7 +109,7 @@ def test_killed_supervisor_takes_the_container_with_it(host) -> None:
     host("run", "-d", "--name", "orphan", "-p", "127.0.0.1::80", "busybox", "sleep", "60")
     running = inspect(host, "orphan")
     monitor, init = running["Berth"]["MonitorPid"], running["State"]["Pid"]
-    assert "monitor.py" in cmdline(monitor)
+    assert "runtime.monitor" in cmdline(monitor)
     os.kill(monitor, signal.SIGKILL)
 
     wait_for(lambda: gone(init), 5, "the container's init to die with its supervisor")
