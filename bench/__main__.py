@@ -12,6 +12,7 @@ from typing import Dict, List
 BENCHMARKS: Dict[str, str] = {
     "pull": "bench.pull",
     "net": "bench.net",
+    "run": "bench.run",
 }
 
 
