@@ -701,7 +701,8 @@ def _make_host_nodes(dev: int, devices: Sequence[Tuple[str, int, int]]) -> None:
         try:
             os.mknod(relative, mode, rdev, dir_fd=dev)
         except FileExistsError:
-            pass
+            continue
+        os.chmod(relative, stat.S_IMODE(mode), dir_fd=dev)  # mknod applied the umask; keep the host's mode
 
 
 def _mount_sys(root: int, p: RootfsPlan) -> None:

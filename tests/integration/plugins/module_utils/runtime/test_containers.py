@@ -238,3 +238,11 @@ def test_image_config_is_honoured(host, image: str) -> None:
     assert lines[0].startswith("/usr/local/sbin") or "/usr/sbin" in lines[0]
     assert lines[1] == "/"
     assert lines[2] == "0"
+
+
+def test_privileged_device_nodes_keep_the_hosts_modes(host) -> None:
+    # mknod applies the umask: /dev/null came out 0644 and unprivileged users (apt's _apt) could not write it.
+    result = host.berth(
+        "run", "--rm", "--privileged", "busybox", "stat", "-c", "%a %n", "/dev/null", "/dev/zero", "/dev/urandom"
+    )
+    assert result.stdout.split() == ["666", "/dev/null", "666", "/dev/zero", "666", "/dev/urandom"]
