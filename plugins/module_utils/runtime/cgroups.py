@@ -20,8 +20,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .errors import CgroupError, InvalidArgument
 
@@ -33,8 +32,7 @@ _V1_NEEDED = ("memory", "cpu", "cpuacct", "pids", "freezer")
 _V2_CONTROLLERS = ("cpu", "memory", "pids")
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(NamedTuple):
     """Limits as Docker's options give them (``None`` = not limited).
 
     ``memory_swap`` is memory plus swap like ``--memory-swap``: ``None`` means
@@ -91,8 +89,7 @@ def cpu_weight_from_shares(shares: int) -> int:
     return math.ceil(10**exponent)
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(NamedTuple):
     memory_usage: int
     memory_limit: Optional[int]
     cpu_usage_ns: int
@@ -100,8 +97,7 @@ class Stats:
     oom_kills: int
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """Where the host's cgroup hierarchies are and where the caller sits in them.
 
     ``mounts`` and ``own`` are keyed by hierarchy: on v1 the controller list
@@ -112,7 +108,7 @@ class Layout:
     version: int
     mounts: Dict[str, str]
     own: Dict[str, str]
-    mount_roots: Dict[str, str] = field(default_factory=dict)
+    mount_roots: Dict[str, str] = {}  # never mutated: a shared default is safe
 
     def key_for(self, controller: str) -> Optional[str]:
         for key in self.mounts:

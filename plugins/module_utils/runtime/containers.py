@@ -45,10 +45,11 @@ ID_LENGTH = 64
 STOP_WAIT_FOR_MONITOR = 15.0
 
 
-def _now() -> str:
-    from .display import now_rfc3339
+def now_rfc3339() -> str:
+    """The time now as Docker records it (RFC 3339 UTC, nanoseconds); the display module would import datetime."""
+    from .monitor import rfc3339
 
-    return now_rfc3339()
+    return rfc3339(time.time_ns())
 
 
 def process_start_time(pid: Optional[int]) -> Optional[int]:
@@ -332,7 +333,7 @@ class Runtime:
                 record = {
                     "id": container_id,
                     "name": name,
-                    "created": _now(),
+                    "created": now_rfc3339(),
                     "image": spec["image"],
                     "image_id": image.id,
                     "chain_ids": list(image.chain_ids),

@@ -39,7 +39,7 @@ import sys
 import termios
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from . import capabilities, libc, rootfs, seccomp, users
 from .cgroups import Cgroup, Layout, host_layout, parse_proc_cgroup
@@ -168,8 +168,7 @@ class ExecSpec:
         )
 
 
-@dataclass(frozen=True)
-class Started:
+class Started(NamedTuple):
     """The container init: its host pid and start time (``/proc/PID/stat`` field 22, for PID-reuse-safe checks)."""
 
     pid: int

@@ -19,7 +19,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import libc
 from .errors import ContainerError, InvalidArgument
@@ -73,8 +73,7 @@ _FLAG_WORDS = {
 _IGNORED_WORDS = ("rbind", "bind", "rprivate", "private", "rslave", "slave", "rshared", "shared", "z", "Z")
 
 
-@dataclass(frozen=True)
-class RootfsSpec:
+class RootfsSpec(NamedTuple):
     """The overlay of a container.
 
     ``lowers`` are the image layers, top-most first; they may be short names
@@ -94,8 +93,7 @@ class RootfsSpec:
     volatile: bool = False
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """A user mount: ``bind`` / ``volume`` (a host directory or file) or ``tmpfs``.
 
     ``options`` are mount(8) words: ``ro``, ``nosuid``, ``noexec``...; for a
@@ -109,8 +107,7 @@ class Mount:
     options: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class CgroupMount:
+class CgroupMount(NamedTuple):
     name: str
     fstype: str
     data: str

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import fsutil
-from .containers import SUPERVISOR_DIED, Container, Runtime, alive, process_start_time
+from .containers import SUPERVISOR_DIED, Container, Runtime, alive, now_rfc3339, process_start_time
 from .errors import BerthError, ContainerError
 
 
@@ -233,8 +233,6 @@ def cleanup(
         return
     changes: Dict[str, Any] = {}
     if state.get("status") in ("running", "restarting"):
-        from .display import now_rfc3339
-
         exit_record = container.exit_record()
         if exit_record and exit_record.get("pid") == state.get("pid"):
             changes.update(
@@ -382,8 +380,6 @@ def _record_running(
     runtime: Runtime, container: Container, plan: RunPlan, started: Any, restarts: int, held: Any
 ) -> None:
     """Write the state of a run that just started; when that fails (a full disk), undo the run and raise."""
-    from .display import now_rfc3339
-
     try:
         runtime.save_state(
             container,

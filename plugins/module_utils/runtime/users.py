@@ -12,8 +12,7 @@ working (CVE-2022-36109).
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import ContainerError
 
@@ -22,23 +21,20 @@ MAX_FILE_BYTES = 1 << 20
 MAX_GROUPS = 65536
 
 
-@dataclass(frozen=True)
-class PasswdEntry:
+class PasswdEntry(NamedTuple):
     name: str
     uid: int
     gid: int
     home: str
 
 
-@dataclass(frozen=True)
-class GroupEntry:
+class GroupEntry(NamedTuple):
     name: str
     gid: int
     members: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ExecUser:
+class ExecUser(NamedTuple):
     """The identity a process gets: ids, supplementary groups, and the home for ``HOME``."""
 
     uid: int
