@@ -26,13 +26,14 @@ rules waits for an RCU grace period (~14 ms measured here), one that only
 adds takes ~2-3 ms.
 """
 
+import ctypes
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
 
 from .config import DEFAULT_BRIDGE
 from .errors import NetworkError
@@ -113,7 +114,19 @@ Runner = Callable[[Sequence[str], Optional[str]], str]
 
 
 def run_command(argv: Sequence[str], stdin: Optional[str] = None) -> str:
-    """Run a firewall front-end; its stdout, or :class:`CommandFailed`."""
+    """Run a firewall front-end; its stdout, or :class:`CommandFailed`.
+
+    ``nft`` commands go to libnftables in this process when the library loads
+    (what the ``nft`` program itself calls, ~0.2 ms instead of a fork and exec of ~6 ms).
+    """
+    if os.path.basename(argv[0]) == "nft":
+        library = _libnftables()
+        if library is not None:
+            return library.run(argv, stdin)
+    return _run_program(argv, stdin)
+
+
+def _run_program(argv: Sequence[str], stdin: Optional[str]) -> str:
     env = dict(os.environ, LC_ALL="C")
     try:
         proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=env, check=False)
@@ -122,6 +135,71 @@ def run_command(argv: Sequence[str], stdin: Optional[str] = None) -> str:
     if proc.returncode != 0:
         raise CommandFailed(argv, proc.stderr)
     return proc.stdout
+
+
+class LibNftables:
+    """``nft`` without the program: libnftables (ctypes), one context per command.
+
+    A context's netlink socket belongs to the namespace it was made in, so none
+    is kept between commands: each runs in the calling thread's namespace, as a
+    fresh ``nft`` process would.
+    """
+
+    OUTPUT_HANDLE = 1 << 3  # NFT_CTX_OUTPUT_HANDLE: what `nft -a` shows
+
+    def __init__(self, library: Any) -> None:
+        self.lib = library
+        self.lib.nft_ctx_new.restype = ctypes.c_void_p
+        self.lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        self.lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(self.lib, name).argtypes = [ctypes.c_void_p]
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(self.lib, name).argtypes = [ctypes.c_void_p]
+            getattr(self.lib, name).restype = ctypes.c_char_p
+        self.lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        self.lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+
+    def run(self, argv: Sequence[str], stdin: Optional[str]) -> str:
+        """``nft -f -`` (commands on *stdin*), ``nft [-a] COMMAND...``; anything else goes to the program."""
+        words = list(argv[1:])
+        handles = words[:1] == ["-a"]
+        if handles:
+            words = words[1:]
+        if words == ["-f", "-"]:
+            text = stdin or ""
+        elif words and not any(word.startswith("-") for word in words):
+            text = " ".join(words)
+        else:
+            return _run_program(argv, stdin)
+        context = self.lib.nft_ctx_new(0)
+        if not context:
+            raise CommandFailed(argv, "libnftables could not create a context")
+        try:
+            self.lib.nft_ctx_buffer_output(context)
+            self.lib.nft_ctx_buffer_error(context)
+            self.lib.nft_ctx_output_set_flags(context, self.OUTPUT_HANDLE if handles else 0)
+            status = self.lib.nft_run_cmd_from_buffer(context, text.encode())
+            output = (self.lib.nft_ctx_get_output_buffer(context) or b"").decode(errors="replace")
+            error = (self.lib.nft_ctx_get_error_buffer(context) or b"").decode(errors="replace")
+        finally:
+            self.lib.nft_ctx_free(context)
+        if status != 0:
+            raise CommandFailed(argv, error)
+        return output
+
+
+_LIBNFTABLES: List[Optional[LibNftables]] = []
+
+
+def _libnftables() -> Optional[LibNftables]:
+    """The library, loaded once; None where it is missing (then the ``nft`` program is run)."""
+    if not _LIBNFTABLES:
+        try:
+            _LIBNFTABLES.append(LibNftables(ctypes.CDLL("libnftables.so.1", use_errno=True)))
+        except (OSError, AttributeError):
+            _LIBNFTABLES.append(None)
+    return _LIBNFTABLES[0]
 
 
 # --------------------------------------------------------------------- nftables

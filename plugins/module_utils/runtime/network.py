@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from . import config as berth_config
 from . import ipam, netfilter, netns
 from .errors import Conflict, InvalidArgument, NetworkError
-from .netlink import Link, Netlink, pyroute2_version
+from .netlink import Link, Netlink
 from .ports import PortSpec, PublishedPort, parse_all, port_taken_error, try_bind
 
 VETH_PREFIX = "vb"
@@ -668,7 +668,7 @@ class BridgeNetwork:
             "route_localnet": _read_sysctl(f"{conf}/route_localnet") == "1" if bridge_present else False,
             "containers": len(table.leases),
             "lease_file": self.lease_file,
-            "pyroute2": pyroute2_version(),
+            "netlink": "rtnetlink socket (Python standard library)",
         }
 
     def inspect(self) -> Dict[str, Any]:
