@@ -1,7 +1,13 @@
-"""Network benchmark: container network set-up cost and latency through published ports.
+"""Network benchmark: container network set-up cost, latency through published ports, and the walkthrough's run.
 
-``sudo .venv/bin/python -m bench.net [--requests N]`` prints, for each
-port-forwarding path (nftables DNAT, iptables DNAT, the userland proxy):
+``sudo .venv/bin/python -m bench.net [--requests N] [--only ports|run] [--rounds N] [--no-docker]``
+
+First (``run``, see walkthrough.py): ``run -d -p PORT:80 nginx`` to the first
+HTTP 200, berth vs docker in the same run (dockerd in a private network
+namespace, so its iptables changes never reach the host).  Target: at most
+0.5 x docker.
+
+Then (``ports``), for each port-forwarding path (nftables DNAT, iptables DNAT, the userland proxy):
 
 * set-up and tear-down cost of one container's network (median of 20,
   containers created one after the other, as ``berth run`` would);
@@ -11,8 +17,8 @@ port-forwarding path (nftables DNAT, iptables DNAT, the userland proxy):
   throughput, published vs direct.
 
 Each backend gets its own lab bridge (see tests/support/netlab.py); traffic
-stays on loopback and the lab's namespaces.  Docker's docker-proxy is not
-measured here: starting dockerd rewrites the host's iptables FORWARD policy.
+stays on loopback and the lab's namespaces.  Target: published-port latency at
+most 1.1 x direct.
 """
 
 import argparse
@@ -145,7 +151,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--megabytes", type=int, default=64)
     parser.add_argument("--exec-root-dir", default="/run", help="where lab exec_roots go (tmpfs on real hosts)")
+    parser.add_argument("--only", choices=("ports", "run"), help="run one of the two benchmarks")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of run -d -p ... nginx per tool")
+    parser.add_argument("--no-docker", action="store_true", help="do not start dockerd for the comparison")
     args = parser.parse_args()
+    if args.only in (None, "run"):
+        from . import walkthrough
+
+        walkthrough.main(args.rounds, not args.no_docker)
+        if args.only == "run":
+            return
+        print()
     rows = {}
     for backend in ("nftables", "iptables", "none"):
         exec_root = tempfile.mkdtemp(prefix="berth-bench-net-", dir=args.exec_root_dir)
