@@ -87,6 +87,7 @@ from typing import BinaryIO, Dict, List, Optional, Sequence, Set, Tuple, Union
 from . import layerfs
 from .compression import CHUNK, HashingReader, open_decompressed
 from .errors import LayerError
+from .tarstream import TarSource
 
 DEFAULT_MAX_ENTRIES = 1_000_000
 DEFAULT_MAX_BYTES = 64 << 30
@@ -375,8 +376,9 @@ class _Applier:
 
     @staticmethod
     def _open_tar(stream: BinaryIO) -> Optional[tarfile.TarFile]:
+        """A tarfile parser over *stream*, read once and forward only (see :mod:`tarstream`)."""
         try:
-            return tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK, tarinfo=_StrictTarInfo)  # type: ignore[call-overload]
+            return tarfile.TarFile(fileobj=TarSource(stream, CHUNK), mode="r", tarinfo=_StrictTarInfo)  # type: ignore[arg-type]
         except tarfile.ReadError as exc:
             if str(exc) == "empty file":
                 return None  # a zero-byte layer is an empty layer (Go's reader agrees)
@@ -587,22 +589,23 @@ class _Applier:
         self.stats.files += 1
 
     def _copy_data(self, tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
+        """Write *member*'s data to *fd* straight from the decompressor's chunks (no copy in Python)."""
         source = tar.fileobj
-        if source is None:
+        if not isinstance(source, TarSource):
             raise LayerError("the layer's tar stream is closed")
         if source.tell() != member.offset_data:
             source.seek(member.offset_data)
         remaining = member.size
         while remaining:
-            chunk = source.read(min(CHUNK, remaining))
-            if not chunk:
+            pieces = source.views(min(CHUNK, remaining))
+            if not pieces:
                 raise LayerError(f"layer entry {shown(member.name)}: the tar stream ends inside its data (truncated)")
-            view = memoryview(chunk)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            remaining -= len(chunk)
-            self.stats.bytes_written += len(chunk)
+            for piece in pieces:
+                remaining -= len(piece)
+                self.stats.bytes_written += len(piece)
+                view = piece
+                while view:
+                    view = view[os.write(fd, view) :]
 
     def _symlink(self, name: str, member: tarfile.TarInfo) -> None:
         target = member.linkname
