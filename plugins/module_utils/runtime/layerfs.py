@@ -161,6 +161,41 @@ def chmod_at(dirfd: int, name: str, mode: int) -> None:
         os.close(fd)
 
 
+_FS_TOPDIR_FL = 0x00020000  # chattr +T
+
+
+def mark_top_directory(path: str) -> bool:
+    """Ask the filesystem to place each subdirectory of *path* as the root of a new tree (``chattr +T``).
+
+    ext4's Orlov allocator then spreads new subdirectories over block groups
+    with many free inodes, instead of packing them next to *path*.  Each layer
+    is an unrelated tree, so nothing is lost; and on ext4 without a journal,
+    allocating inodes in a group where many were just freed (the ``rmi``
+    before a pull, other tools' temporary trees) scans past each recently
+    deleted one (``recently_deleted()``), which measured 10-25x slower per
+    file here.  Best effort: False where the filesystem has no such flag.
+    """
+    import fcntl
+    import struct
+
+    # FS_IOC_GETFLAGS/SETFLAGS are _IOR/_IOW('f', 1/2, long), but the kernel moves an int.
+    size = struct.calcsize("l") << 16
+    get_flags, set_flags = (2 << 30) | size | (ord("f") << 8) | 1, (1 << 30) | size | (ord("f") << 8) | 2
+    try:
+        fd = os.open(path, DIR_FLAGS)
+    except OSError:
+        return False
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, get_flags, bytes(4)))[0]
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, set_flags, struct.pack("i", flags | _FS_TOPDIR_FL))
+        return True
+    except OSError:
+        return False  # ENOTTY/EOPNOTSUPP: tmpfs, overlayfs, ... have no such flag
+    finally:
+        os.close(fd)
+
+
 FD_WINDOW = 64  # directory fds a deep walk keeps open (a hostile tree can be thousands deep)
 
 

@@ -116,6 +116,9 @@ class Store:
         """Create the directory skeleton (0700) if it is missing."""
         for path in (self.root, self.blobs, self.links, self.images_dir, self.locks):
             fsutil.makedirs(path, 0o700)
+        from .layerfs import mark_top_directory
+
+        mark_top_directory(self.layers)  # each layer an unrelated tree: let ext4 spread them (see there)
         return self
 
     # -- locks -------------------------------------------------------------
