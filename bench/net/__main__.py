@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List, Tuple
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
@@ -51,30 +51,44 @@ def _p90_us(samples: List[float]) -> float:
     return sorted(samples)[int(len(samples) * 0.9)] * 1e6
 
 
-def connection_latency(host: str, port: int, count: int) -> List[float]:
-    samples = []
-    for _request in range(count):
-        started = time.perf_counter()
-        with socket.create_connection((host, port), timeout=5) as sock:
-            while sock.recv(4096):
-                pass
-        samples.append(time.perf_counter() - started)
+def one_connection(host: str, port: int) -> float:
+    """Seconds to connect, read the greeting to the end and close."""
+    started = time.perf_counter()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        while sock.recv(4096):
+            pass
+    return time.perf_counter() - started
+
+
+def connection_latency(targets: Dict[str, Tuple[str, int]], count: int) -> Dict[str, List[float]]:
+    """Per-connection latency of each target, the targets taking turns so the machine's noise falls on all alike."""
+    samples: Dict[str, List[float]] = {label: [] for label in targets}
+    for _round in range(count):
+        for label, (host, port) in targets.items():
+            samples[label].append(one_connection(host, port))
     return samples
 
 
-def request_latency(host: str, port: int, count: int, warm_up: int = 50) -> List[float]:
-    samples = []
+def request_latency(targets: Dict[str, Tuple[str, int]], count: int, warm_up: int = 50) -> Dict[str, List[float]]:
+    """Round trips of 64 bytes on one open connection per target, the targets taking turns."""
     payload = b"x" * 64
-    with socket.create_connection((host, port), timeout=5) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _request in range(count + warm_up):
-            started = time.perf_counter()
-            sock.sendall(payload)
-            got = 0
-            while got < len(payload):
-                got += len(sock.recv(4096))
-            samples.append(time.perf_counter() - started)
-    return samples[warm_up:]
+    sockets = {label: socket.create_connection(where, timeout=5) for label, where in targets.items()}
+    samples: Dict[str, List[float]] = {label: [] for label in targets}
+    try:
+        for sock in sockets.values():
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _round in range(count + warm_up):
+            for label, sock in sockets.items():
+                started = time.perf_counter()
+                sock.sendall(payload)
+                got = 0
+                while got < len(payload):
+                    got += len(sock.recv(4096))
+                samples[label].append(time.perf_counter() - started)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    return {label: values[warm_up:] for label, values in samples.items()}
 
 
 def echo_throughput(host: str, port: int, megabytes: int) -> float:
@@ -128,16 +142,19 @@ def measure(backend: str, requests: int, megabytes: int, exec_root: str) -> Dict
         standin.servers.append(lab.serve(standin.netns, "bench-echo", tcp=(ECHO_PORT,), udp=(), echo=True))
         holder = portproxy.hold_published_ports(standin.attachment.to_dict())
         try:
-            paths: Dict[str, Callable[[int], tuple]] = {
-                "direct": lambda port: (standin.ip, port),
-                "published": lambda port: ("127.0.0.1", standin.host_port(port)),
+            greeting = {
+                "direct": (standin.ip, GREETING_PORT),
+                "published": ("127.0.0.1", standin.host_port(GREETING_PORT)),
             }
-            for label, where in paths.items():
-                connection_latency(*where(GREETING_PORT), 50)  # warm-up (ARP, conntrack, caches)
-                results[f"{label}_conn_us"] = _median_us(connection_latency(*where(GREETING_PORT), requests))
-                results[f"{label}_conn_p90_us"] = _p90_us(connection_latency(*where(GREETING_PORT), requests))
-                results[f"{label}_req_us"] = _median_us(request_latency(*where(ECHO_PORT), requests))
-                results[f"{label}_mb_s"] = echo_throughput(*where(ECHO_PORT), megabytes)
+            echo = {"direct": (standin.ip, ECHO_PORT), "published": ("127.0.0.1", standin.host_port(ECHO_PORT))}
+            connection_latency(greeting, 50)  # warm-up (ARP, conntrack, caches)
+            connections = connection_latency(greeting, requests)
+            round_trips = request_latency(echo, requests)
+            for label in greeting:
+                results[f"{label}_conn_us"] = _median_us(connections[label])
+                results[f"{label}_conn_p90_us"] = _p90_us(connections[label])
+                results[f"{label}_req_us"] = _median_us(round_trips[label])
+                results[f"{label}_mb_s"] = echo_throughput(*echo[label], megabytes)
         finally:
             holder.close()
             for server in standin.servers:
