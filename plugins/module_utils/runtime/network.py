@@ -893,8 +893,8 @@ def _on_off(value: bool) -> str:
 
 def info_lines(info: Mapping[str, Any]) -> List[str]:
     """The network lines of ``berth info``, from :meth:`BridgeNetwork.info`."""
-    how = {"nftables": "kernel NAT, nftables", "iptables": "kernel NAT, iptables", "proxy": "userland proxy"}
-    published = f"{info['backend']} ({how.get(info['backend'], 'none')})"
+    how = {"nftables": "kernel NAT", "iptables": "kernel NAT", "proxy": "userland proxy"}
+    published = f"{info['backend']} ({how.get(info['backend'], 'not available')})"
     if info.get("firewall_problem"):
         published += f"; {info['firewall_problem']}"
     state = "up" if info["bridge_present"] else "created with the first container"
