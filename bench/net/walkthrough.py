@@ -137,14 +137,18 @@ class DockerSide:
 
     def __init__(self, work: str, nginx: images.FixtureImages) -> None:
         self.netns = netns.create(os.path.join(work, "netns"))
-        _run([NSENTER, f"--net={self.netns}", "ip", "link", "set", "lo", "up"])
         self.daemon = PrivateDockerd(self.netns)
-        self.daemon.start()
         self.cli = [DOCKER, "-H", self.daemon.docker_host]
-        archive = os.path.join(work, "nginx.tar")
-        _run(["skopeo", "copy", "-q", f"oci:{nginx.layout_path}:latest", f"docker-archive:{archive}:nginx:latest"])
-        _run([*self.cli, "load", "-q", "-i", archive])
-        os.unlink(archive)
+        try:
+            _run([NSENTER, f"--net={self.netns}", "ip", "link", "set", "lo", "up"])
+            self.daemon.start()
+            archive = os.path.join(work, "nginx.tar")
+            _run(["skopeo", "copy", "-q", f"oci:{nginx.layout_path}:latest", f"docker-archive:{archive}:nginx:latest"])
+            _run([*self.cli, "load", "-q", "-i", archive])
+            os.unlink(archive)
+        except BaseException:
+            self.close()
+            raise
 
     def run(self, name: str, port: int) -> None:
         _run([*self.cli, "run", "-d", "--name", name, "-p", f"{port}:80", "nginx:latest"])
@@ -154,7 +158,7 @@ class DockerSide:
 
     def close(self) -> None:
         try:
-            self.daemon.stop()
+            self.daemon.cleanup()  # stops our pids, unmounts and removes its directory
         finally:
             netns.delete(self.netns)
 
