@@ -44,7 +44,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-import conftest  # noqa: F401  # pylint: disable=unused-import  (puts the collection on sys.path)
+# Importing the tests' conftest puts the collection on sys.path.
+import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BERTH, BerthEnv
 from support.dockerd import Dockerd
@@ -419,7 +420,7 @@ def build_tools(args: argparse.Namespace, registry: Registry, work: str) -> Tupl
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=11, help="runs per tool and case (median)")
     parser.add_argument("--idle", type=int, default=50, help="idle containers for the memory measurement")
     parser.add_argument("--only", choices=("latency", "memory"))

@@ -326,7 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv = sys.argv[1:]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    from . import cli_containers, cli_images  # noqa: F401  # pylint: disable=unused-import  (they register commands)
+    # Importing them registers their commands.
+    from . import cli_containers, cli_images  # noqa: F401  # pylint: disable=unused-import
 
     try:
         return COMMANDS[args.cmd](args)

@@ -196,7 +196,7 @@ def test_eight_concurrent_runs_of_one_name_make_one_container(host) -> None:
             text=True,
             preexec_fn=jail.enter,
         )
-        for _ in range(8)
+        for _run in range(8)
     ]
     os.close(gate_read)
     os.write(gate_write, b"go\n" * 8)  # all eight start their run at the same moment
