@@ -515,7 +515,9 @@ class RegistryClient:
             return self._bundles[extra]
 
     def _session(self, endpoint: Endpoint) -> Any:
-        import requests
+        from .httpimport import import_requests
+
+        requests = import_requests()
         from requests.adapters import HTTPAdapter
 
         key = (endpoint.url, endpoint.verify)
