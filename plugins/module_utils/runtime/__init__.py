@@ -1,4 +1,4 @@
-# Berth's bundled container runtime.  Pure Python (requests, pyroute2 loaded
+# Berth's bundled container runtime.  Pure Python (requests loaded
 # lazily), importable three ways with the same files: as
 # ansible_collections.berth.containers.plugins.module_utils.runtime (modules,
 # tests), as the top-level package ``runtime`` (bin/berth, the monitor), and
