@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import DaemonConfig
 from .digest import validate_digest
-from .errors import Conflict, IntegrityError, InvalidArgument, NotFound
+from .errors import Conflict, IntegrityError, InvalidArgument, LayerError, NotFound
 from .reference import Reference
 from .reference import parse as parse_reference
 from .store import ImageRecord, LayerRecord, Store, chain_ids
@@ -124,6 +124,17 @@ class RegistryOptions:
             validate_certs=self.validate_certs,
             ca_path=self.ca_path,
         )
+
+
+# Layers unpacked at the same time by one pull (each in its own directory; see _unpack_concurrently).
+# Two lets the next layer overlap the one below.  Measured on Debian+nginx, 2 cores: no change
+# while the machine is idle (1.0 s either way: one applier and unpigz already fill both cores),
+# 9-30% lower median while other processes compete for the cores.
+CONCURRENT_UNPACKS = 2
+
+
+class _LowerLayerFailed(LayerError):
+    """A layer cannot be finished because one below it failed (that one's error is the one reported)."""
 
 
 class _StreamBroken(Exception):
@@ -445,21 +456,81 @@ class Images:
                 downloads[index] = pool.submit(
                     self._download, client, resolved, layer, progress, cancelled, streams[index]
                 )
-            unpacked = 0
             try:
-                for index in missing:
-                    stream = streams[index] if streams[index].wait_started() else None
-                    if not stream:
-                        downloads[index].result()
-                    if self._unpack(
-                        resolved.layers[index], diff_ids[index], chains, index, progress, stream, downloads[index]
-                    ):
-                        unpacked += 1
+                unpacked = self._unpack_concurrently(resolved, diff_ids, chains, missing, progress, streams, downloads)
             except BaseException:
                 cancelled.set()
                 raise
         downloaded = sum(1 for future in downloads.values() if future.result())
         return downloaded, unpacked
+
+    def _unpack_concurrently(
+        self,
+        resolved: Any,
+        diff_ids: Sequence[str],
+        chains: Sequence[str],
+        missing: Sequence[int],
+        progress: Progress,
+        streams: Dict[int, "_BlobStream"],
+        downloads: Dict[int, Any],
+    ) -> int:
+        """Unpack the *missing* layers, up to :data:`CONCURRENT_UNPACKS` at a time; return how many were.
+
+        A layer unpacks into its own directory while the layers below it are
+        still being written; only its implied directories need their
+        attributes, so it waits for the one below (published, hence every one
+        below) before it finishes.  The lowest pending layer never waits, and
+        the pool starts them bottom-up, so this always progresses.  The first
+        error of the lowest failing layer is raised.
+        """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        published = {index: threading.Event() for index in missing}
+        failed: Dict[int, bool] = {}
+
+        def below_ready(index: int) -> Callable[[], None]:
+            def wait() -> None:
+                below = index - 1
+                if below in published:
+                    published[below].wait()
+                    if failed.get(below):
+                        raise _LowerLayerFailed(
+                            f"the layer below {resolved.layers[index].digest} could not be unpacked"
+                        )
+
+            return wait
+
+        def unpack(index: int) -> bool:
+            try:
+                stream = streams[index] if streams[index].wait_started() else None
+                if not stream:
+                    downloads[index].result()
+                return self._unpack(
+                    resolved.layers[index],
+                    diff_ids[index],
+                    chains,
+                    index,
+                    progress,
+                    stream,
+                    downloads[index],
+                    below_ready(index),
+                )
+            except BaseException:
+                failed[index] = True
+                raise
+            finally:
+                published[index].set()
+
+        workers = max(1, min(CONCURRENT_UNPACKS, len(missing)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berth-unpack") as pool:
+            futures = [pool.submit(unpack, index) for index in missing]
+            try:
+                return sum(1 for future in futures if future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def _download(
         self, client: Any, resolved: Any, layer: Any, progress: Progress, cancelled: Any, stream: "_BlobStream"
@@ -496,7 +567,9 @@ class Images:
         progress: Progress,
         stream: "Optional[_BlobStream]" = None,
         download: Any = None,
+        parents_ready: Optional[Callable[[], None]] = None,
     ) -> bool:
+        """Unpack and publish one layer (False: it was complete already); see :meth:`_unpack_concurrently`."""
         from . import fsutil
         from .layers import apply_compressed
 
@@ -510,13 +583,19 @@ class Images:
             parents = [self.store.layer_diff(chains[below]) for below in range(index - 1, -1, -1)]
             workdir = self.store.new_layer_workdir(chain_id)
             try:
-                applied = self._apply_streamed(stream, download, workdir + "/diff", parents, layer.media_type, diff_id)
+                applied = self._apply_streamed(
+                    stream, download, workdir + "/diff", parents, layer.media_type, diff_id, parents_ready
+                )
                 if applied is None:
                     if stream is not None:
                         fsutil.remove_tree(workdir)
                         workdir = self.store.new_layer_workdir(chain_id)
                     applied = apply_compressed(
-                        self.store.blob_path(layer.digest), workdir + "/diff", parents, layer.media_type
+                        self.store.blob_path(layer.digest),
+                        workdir + "/diff",
+                        parents,
+                        layer.media_type,
+                        parents_ready=parents_ready,
                     )
                 actual, stats = applied
                 if actual != diff_id:
@@ -548,6 +627,7 @@ class Images:
         parents: Sequence[str],
         media_type: str,
         diff_id: str,
+        parents_ready: Optional[Callable[[], None]] = None,
     ) -> Optional[Tuple[str, Any]]:
         """Unpack from a blob still downloading; None when that did not work out (unpack the stored blob then)."""
         if stream is None or not stream.open():
@@ -556,7 +636,9 @@ class Images:
 
         applied: Optional[Tuple[str, Any]] = None
         try:
-            applied = apply_compressed(stream, target, parents, media_type)  # type: ignore[arg-type]
+            applied = apply_compressed(stream, target, parents, media_type, parents_ready=parents_ready)  # type: ignore[arg-type]
+        except _LowerLayerFailed:
+            raise  # the stored blob would not fare better
         except Exception as exc:  # a broken stream, or a bad layer that the stored blob will show again
             import logging
 

@@ -82,7 +82,7 @@ import os
 import stat
 import tarfile
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import layerfs
 from .compression import CHUNK, HashingReader, open_decompressed
@@ -334,12 +334,18 @@ class _Applier:
         max_bytes: int,
         max_path: int,
         use_openat2: Optional[bool],
+        parents_ready: Optional[Callable[[], None]] = None,
     ) -> None:
-        self.lower = _LowerLayers(parents)
+        self.parents = parents
+        self.parents_ready = parents_ready
+        # Implied directories whose attributes wait for the parent layers (``parents_ready``), in order.
+        self.pending_implied: Dict[str, None] = {}
+        self.lower = _LowerLayers(parents) if parents_ready is None else None
         try:
             self.root_fd = os.open(dest, layerfs.DIR_FLAGS)
         except OSError as exc:
-            self.lower.close()
+            if self.lower is not None:
+                self.lower.close()
             raise LayerError(f"cannot open layer directory {dest}: {exc.strerror}") from None
         self.dest = dest
         self.dirs = layerfs.DirCache(self.root_fd, use_openat2)
@@ -367,12 +373,27 @@ class _Applier:
                     self._apply_all(tar)
                 finally:
                     tar.close()
+            self._resolve_implied()
             self._finish()
             return self.stats
         finally:
             self.dirs.close()
-            self.lower.close()
+            if self.lower is not None:
+                self.lower.close()
             os.close(self.root_fd)
+
+    def _resolve_implied(self) -> None:
+        """Give the implied directories their parent layers' attributes, once those layers are complete."""
+        if self.parents_ready is None:
+            return
+        self.parents_ready()
+        self.parents_ready = None
+        self.lower = _LowerLayers(self.parents)
+        for relpath in self.pending_implied:
+            fd = self._existing_dir(relpath)
+            if fd is not None:
+                self._implied_attrs(fd, relpath)
+        self.pending_implied.clear()
 
     @staticmethod
     def _open_tar(stream: BinaryIO) -> Optional[tarfile.TarFile]:
@@ -501,6 +522,9 @@ class _Applier:
             os.close(fd)
 
     def _implied_attrs(self, fd: int, relpath: str) -> None:
+        if self.lower is None:
+            self.pending_implied[relpath] = None  # 0700 and the caller's until _resolve_implied
+            return
         lower = self.lower.dir_attrs(relpath)
         if lower is None:
             os.fchown(fd, *_implied_owner())
@@ -532,6 +556,7 @@ class _Applier:
         else:
             fd = self.root_fd
         xattrs = _entry_xattrs(member)
+        self.pending_implied.pop(name, None)
         self._owner_mode(fd, name, member)
         for stale in self.implied_xattrs.pop(name, set()) - {key for key, _value in xattrs}:
             try:
@@ -561,6 +586,9 @@ class _Applier:
         base = _split(name)[1]
         if stat.S_ISDIR(existing.st_mode):
             self.dirs.forget(name)
+            below = name + "/"
+            for relpath in [key for key in self.pending_implied if key == name or key.startswith(below)]:
+                del self.pending_implied[relpath]
         layerfs.remove_at(parent_fd, base, existing)
         if name in self.whiteouts:
             self.whiteouts.discard(name)
@@ -796,13 +824,18 @@ def apply_layer(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_path: int = DEFAULT_MAX_PATH,
     use_openat2: Optional[bool] = None,
+    parents_ready: Optional[Callable[[], None]] = None,
 ) -> LayerStats:
     """Apply the *uncompressed* layer tar *stream* into the directory *dest*, in overlay form.
 
     *dest* should be empty (an existing entry is merged or replaced as the OCI
     changeset rules say).  *parents* are the diff directories of the layers
     below, top-most first, used only to give implied directories their
-    attributes; pass them fully unpacked (or not at all).  The stream is read
+    attributes; pass them fully unpacked (or not at all), or pass
+    *parents_ready*: the layer is then unpacked while its parents are still
+    being written, and ``parents_ready()`` is called at the end (it returns
+    once they are complete, or raises) before the implied directories take
+    their attributes from them.  The stream is read
     up to the end of the archive, not to EOF (see :func:`apply_compressed`).
     Raises :class:`LayerError` for anything malformed or hostile; *dest* is
     then left partially written for the caller to remove.
@@ -815,6 +848,7 @@ def apply_layer(
         max_bytes=max_bytes,
         max_path=max_path,
         use_openat2=use_openat2,
+        parents_ready=parents_ready,
     )
     return applier.run(stream)
 
@@ -836,6 +870,7 @@ def apply_compressed(
     allow_devices: bool = True,
     max_entries: int = DEFAULT_MAX_ENTRIES,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    parents_ready: Optional[Callable[[], None]] = None,
 ) -> Tuple[str, LayerStats]:
     """Decompress (gzip, zstd or plain, sniffed), hash and apply a layer blob.
 
@@ -857,6 +892,7 @@ def apply_compressed(
                 allow_devices=allow_devices,
                 max_entries=max_entries,
                 max_bytes=max_bytes,
+                parents_ready=parents_ready,
             )
     with open_decompressed(blob, media_type, helper) as (_compression, plain):
         hashing = HashingReader(plain)
@@ -867,6 +903,7 @@ def apply_compressed(
             allow_devices=allow_devices,
             max_entries=max_entries,
             max_bytes=max_bytes,
+            parents_ready=parents_ready,
         )
         hashing.drain()
     return hashing.digest(), stats

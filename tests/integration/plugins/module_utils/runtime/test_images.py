@@ -32,6 +32,7 @@ from support.trees import TESTS_DIR, compare, overlay_snapshot, snapshot
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import IntegrityError, RegistryError
 from ansible_collections.berth.containers.plugins.module_utils.runtime.images import Images
+from ansible_collections.berth.containers.plugins.module_utils.runtime.store import chain_ids
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +264,40 @@ def test_a_second_image_on_the_same_base_reuses_its_layer(env: BerthEnv, faulty:
     assert [subject for event, subject in events if event == "extracting"] == [nginx_layout.image().layers[1].digest]
     assert (result.downloaded_layers, result.unpacked_layers) == (1, 1)
     assert sum(1 for r in faulty.requests if r.method == "GET" and r.path.endswith(base)) == 1
+
+
+def test_a_layer_unpacks_while_the_one_below_is_still_unpacking(
+    env: BerthEnv, faulty: FaultProxy, busybox_layout
+) -> None:
+    """The base layer's blob arrives late; the layers above start and finish only after it is published."""
+    layers = [layer.digest for layer in busybox_layout.image().layers]
+    faulty.delay(f"/blobs/{layers[0]}", seconds=1.0, times=1)
+    events: List[Tuple[str, str]] = []
+    store_images = Images(env.config())
+    store_images.pull(
+        f"{faulty.host}/library/busybox", progress=lambda event, subject, *_: events.append((event, subject))
+    )
+    position = {event: events.index(event) for event in events}
+    assert position[("extracting", layers[1])] < position[("complete", layers[0])], events
+    assert position[("complete", layers[0])] < position[("complete", layers[1])] < position[("complete", layers[2])]
+    assert verify(env, "--deep") == []  # every layer complete, with the diff_id its image names
+
+
+@pytest.mark.usefixtures("fast_retries")
+def test_a_failing_middle_layer_is_the_error_reported_and_nothing_above_is_kept(
+    env: BerthEnv, faulty: FaultProxy, busybox_layout
+) -> None:
+    layers = [layer.digest for layer in busybox_layout.image().layers]
+    faulty.delay(f"/blobs/{layers[0]}", seconds=0.5, times=1)
+    faulty.wrong_body(f"/blobs/{layers[1]}")
+    store_images = Images(env.config())
+    with pytest.raises(IntegrityError, match=f"blob {layers[1]}.*does not match its digest"):
+        store_images.pull(f"{faulty.host}/library/busybox")
+    chains = chain_ids(busybox_layout.image().diff_ids)
+    assert store_images.store.layer(chains[1]) is None
+    assert store_images.store.layer(chains[2]) is None
+    assert store_images.list() == []
+    assert verify(env) == []
 
 
 # -- rmi --------------------------------------------------------------------------------------------------
