@@ -32,7 +32,7 @@ def kinds(names: str) -> str:
 def test_requests_loads_without_the_deferred_modules() -> None:
     found = run(
         "requests = httpimport.import_requests()\n"
-        f"print(json.dumps({{'kinds': {kinds('[n for n, _v in httpimport.DEFERRED]')},"
+        f"print(json.dumps({{'kinds': {kinds('[entry[0] for entry in httpimport.DEFERRED]')},"
         " 'session': type(requests.Session()).__name__}))"
     )
     assert found["session"] == "Session"
@@ -56,6 +56,22 @@ def test_a_deferred_module_is_the_real_one_on_first_use() -> None:
     assert found["idna"] == "xn--bcher-kva.example"
     assert found["detect"] is True
     assert found["text"] == "caf\u00e9"
+
+
+def test_importlib_metadata_waits_for_its_first_real_use() -> None:
+    found = run(
+        "httpimport.import_requests()\n"
+        f"before = {kinds(repr(['importlib.metadata']))}\n"
+        "import importlib.metadata\n"
+        "version = importlib.metadata.version('requests')\n"
+        "from importlib.metadata import distribution\n"
+        "print(json.dumps({'before': before, 'version': version, 'dist': distribution('requests').version,"
+        f" 'after': {kinds(repr(['importlib.metadata']))}}}))"
+    )
+    assert found["before"] == {"importlib.metadata": "DeferredModule"}  # urllib3 2.x imported it by name only
+    assert found["version"] == found["dist"]
+    assert found["version"][0].isdigit()
+    assert found["after"] == {"importlib.metadata": "module"}
 
 
 def test_submodules_still_import_after_requests() -> None:
