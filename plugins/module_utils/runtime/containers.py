@@ -483,7 +483,8 @@ class Runtime:
                 fsutil.write_atomic(fresh.path("stop-requested"), b"")
                 self._signal(fresh, signal.SIGKILL)
                 self._wait_exit(fresh, 10)
-                self._wait_monitor(fresh)
+            # Also when it exited by itself: its monitor may still be recording that (a clean-up of its own).
+            self._wait_monitor(fresh)
             final = self._load(fresh.id) or fresh
             supervisor.cleanup(self, final, remove=False)
             self._delete(final, volumes)

@@ -68,11 +68,15 @@ def library_path(config: DaemonConfig, install: bool = True) -> str:
         return target
     fsutil.makedirs(base, 0o700)
     staging = tempfile.mkdtemp(prefix="tmp-", dir=base)
-    package = os.path.join(staging, "runtime")
-    os.mkdir(package, 0o755)
-    for name, data in files.items():
-        with open(os.path.join(package, name), "wb") as handle:
-            handle.write(data)
+    try:
+        package = os.path.join(staging, "runtime")
+        os.mkdir(package, 0o755)
+        for name, data in files.items():
+            with open(os.path.join(package, name), "wb") as handle:
+                handle.write(data)
+    except BaseException:
+        fsutil.remove_tree(staging)  # a full disk leaves no half copy behind
+        raise
     try:
         os.rename(staging, target)
     except OSError:

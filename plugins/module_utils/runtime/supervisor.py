@@ -300,6 +300,8 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
     from .portproxy import hold_published_ports
 
     try:
+        # Before the container starts: a copy that cannot be installed (a full disk) fails the start cleanly.
+        lib = library_path(runtime.config)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         plan = prepare(runtime, container)
         try:
@@ -338,7 +340,6 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         # The userland proxy runs in threads of this process: keep it, run the loop here.
         _supervise_in_process(runtime, container, started.pid, out_r, err_r, plan, restarts, held)
         return
-    lib = library_path(runtime.config)
     options = {
         "id": container.id,
         "dir": container.directory,

@@ -34,6 +34,9 @@ def jailed_host(mirror) -> Iterator[Jailed]:
         env.berth("pull", "busybox")
         env.berth("run", "--rm", "-p", "127.0.0.1::80", "busybox", "true", preexec_fn=jail.enter)
         env.berth("run", "--rm", "--network", "none", "busybox", "true", preexec_fn=jail.enter)
+        # A detached run installs the lasting copy of the runtime when berth runs from a temporary path.
+        env.berth("run", "-d", "--name", "warm", "busybox", "true", preexec_fn=jail.enter)
+        env.berth("rm", "-f", "warm", preexec_fn=jail.enter)
         yield env, jail
     finally:
         problems = env.destroy()

@@ -87,6 +87,8 @@ def test_full_data_root(small_host) -> None:
 
     berth("pull", "busybox")
     berth("run", "--rm", "busybox", "true")  # bridge, firewall, caches: the host is warm
+    berth("run", "-d", "--name", "warm", "busybox", "true")  # and the runtime's lasting copy, if berth needs one
+    berth("rm", "-f", "warm")
     pulled = host_snapshot.take(env, jail)
 
     # Pull: nginx (134 MB unpacked) cannot fit in 24 MiB.  What stays are verified blobs and the

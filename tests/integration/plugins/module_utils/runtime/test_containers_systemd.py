@@ -30,6 +30,9 @@ def systemd_host(mirror, push_image, systemd_layout) -> Iterator[Any]:
         env.berth("pull", IMAGE, timeout=600)
         # The bridge, caches and the shared "berth" parent cgroups (systemd's hierarchies too) exist from now on.
         env.berth("run", "--rm", "--systemd", "true", IMAGE, "true", preexec_fn=jail.enter)
+        # A detached run installs the lasting copy of the runtime when berth runs from a temporary path.
+        env.berth("run", "-d", "--name", "warm", IMAGE, "true", preexec_fn=jail.enter)
+        env.berth("rm", "-f", "warm", preexec_fn=jail.enter)
         yield env, jail
     finally:
         problems = env.destroy()
