@@ -49,6 +49,12 @@ def _run(argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed ({completed.returncode}): {completed.stderr[-1500:]}")
 
 
+def _load() -> str:
+    """The machine's load averages and cores: read the table against them (the lab machine is shared)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def _timed(action: Callable[[], None]) -> float:
     start = time.perf_counter()
     action()
@@ -211,6 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(
             f"registry {registry.url}; compressed sizes: "
             + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in sizes.items())
+            + f"; {_load()}"
         )
         tools = _tools(not args.no_docker)
         results: Dict[str, Dict[str, List[float]]] = {image: {tool.name: [] for tool in tools} for image in IMAGES}
@@ -230,6 +237,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for tool in tools:
                 tool.close()
     _table(results, tools)
+    print(f"at the end: {_load()}")
     warm_median = statistics.median(warm)
     print(f"\nberth warm re-pull of nginx (present): median {warm_median * 1000:.0f} ms, min {min(warm) * 1000:.0f} ms")
     verdicts = [f"warm {'meets' if warm_median < TARGET_WARM_SECONDS else 'MISSES'} the < 150 ms target"]
