@@ -13,7 +13,6 @@ accept and reject the same things with the same messages.
 
 import os
 import re
-import shlex
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from .errors import InvalidArgument
@@ -182,6 +181,8 @@ def parse_argv(value: Union[str, Sequence[str], None], option: str) -> Optional[
     if value is None:
         return None
     if isinstance(value, str):
+        import shlex
+
         try:
             return shlex.split(value)
         except ValueError as exc:
@@ -322,6 +323,8 @@ def parse_network_mode(value: Optional[str]) -> str:
 
 def parse_ports(values: Optional[Sequence[Union[str, int]]]) -> List[str]:
     """Published ports as a sorted list of canonical strings: a set for comparisons."""
+    if not values:
+        return []
     from .ports import parse_publish
 
     result = set()

@@ -9,8 +9,6 @@ and it goes away with the container.
 
 import contextlib
 import os
-import shutil
-import subprocess
 from typing import Any, Optional
 
 UNIT_DIR = "/etc/systemd/system"
@@ -22,6 +20,9 @@ def systemd_running() -> bool:
 
 
 def daemon_reload() -> None:
+    import shutil
+    import subprocess
+
     systemctl = shutil.which("systemctl")
     if systemctl and systemd_running():
         subprocess.run([systemctl, "daemon-reload"], check=False, capture_output=True)
