@@ -178,6 +178,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.berth.containers.plugins.module_utils.module_options import RUNTIME_ARGUMENT_SPEC, load_config
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError
 
 
@@ -277,13 +278,7 @@ def main() -> None:
         required_one_of=[("argv", "command")],
         supports_check_mode=True,
     )
-    try:
-        result = ContainerExec(module).run()
-    except (BerthError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    finish(module, ContainerExec)
 
 
 if __name__ == "__main__":

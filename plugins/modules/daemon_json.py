@@ -149,8 +149,9 @@ from typing import Any, Dict, List, Optional
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.containers.plugins.module_utils.engine import daemon_config
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
 from ansible_collections.berth.containers.plugins.module_utils.runtime import fsutil
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError, ConfigError
+from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import ConfigError
 
 
 def managed_keys_path(path: str) -> str:
@@ -286,14 +287,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        manager = DaemonJson(module)
-        result = manager.run()
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in manager.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    finish(module, DaemonJson)
 
 
 if __name__ == "__main__":

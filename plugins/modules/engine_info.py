@@ -154,7 +154,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.containers.plugins.module_utils.engine import docker_api
 from ansible_collections.berth.containers.plugins.module_utils.engine import info as engine_info
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError, InvalidArgument
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
+from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import InvalidArgument
 
 
 class EngineInfo:
@@ -189,10 +190,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**EngineInfo(module).run())
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
+    finish(module, EngineInfo)
 
 
 if __name__ == "__main__":

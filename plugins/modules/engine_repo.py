@@ -186,6 +186,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import fetch_url
 
 from ansible_collections.berth.containers.plugins.module_utils.engine import openpgp, repo
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
 from ansible_collections.berth.containers.plugins.module_utils.runtime import fsutil
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError, InvalidArgument
 
@@ -447,14 +448,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        manager = EngineRepo(module)
-        result = manager.run()
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in manager.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    finish(module, EngineRepo)
 
 
 if __name__ == "__main__":

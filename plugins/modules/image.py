@@ -166,7 +166,8 @@ from ansible_collections.berth.containers.plugins.module_utils.module_options im
     load_config,
     registry_options,
 )
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError, InvalidArgument
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
+from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import InvalidArgument
 from ansible_collections.berth.containers.plugins.module_utils.runtime.reference import parse as parse_reference
 
 
@@ -281,13 +282,7 @@ def main() -> None:
         required_if=[("source", "load", ["load_path"])],
         supports_check_mode=True,
     )
-    try:
-        result = ImageManager(module).run()
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    finish(module, ImageManager)
 
 
 if __name__ == "__main__":

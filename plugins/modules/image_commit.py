@@ -169,7 +169,8 @@ from typing import Any, Dict, Optional
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.containers.plugins.module_utils.module_options import RUNTIME_ARGUMENT_SPEC, load_config
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError, InvalidArgument
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
+from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import InvalidArgument
 from ansible_collections.berth.containers.plugins.module_utils.runtime.layerdiff import EMPTY_LAYER_DIFF_ID
 
 
@@ -265,13 +266,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        result = ImageCommitter(module).run()
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    finish(module, ImageCommitter)
 
 
 if __name__ == "__main__":

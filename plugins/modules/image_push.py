@@ -106,7 +106,7 @@ from ansible_collections.berth.containers.plugins.module_utils.module_options im
     load_config,
     registry_options,
 )
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
 
 
 class ImagePusher:
@@ -157,13 +157,7 @@ def main() -> None:
         required_together=REGISTRY_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
-    try:
-        result = ImagePusher(module).run()
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    finish(module, ImagePusher)
 
 
 if __name__ == "__main__":
