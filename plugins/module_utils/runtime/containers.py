@@ -574,15 +574,16 @@ class Runtime:
 
     def inspect(self, container: Container) -> Dict[str, Any]:
         """Docker's ``container inspect`` shape (the fields users script against), plus Berth's own."""
-        from .network import Attachment
-
         state = container.observe()
         spec, effective, record = container.spec, container.effective, container.record
-        attachment = Attachment.from_dict(state["network"]) if state.get("network") else None
+        # The stored attachment (network.Attachment.to_dict) is read as it is: importing the network
+        # code would cost a no-op run of the container module more than all of this.
+        attachment: Dict[str, Any] = state.get("network") or {}
         ports: Dict[str, Any] = {}
-        for port in attachment.ports if attachment else []:
-            key = f"{port.container_port}/{port.protocol}"
-            ports.setdefault(key, []).append({"HostIp": port.host_ip or "0.0.0.0", "HostPort": str(port.host_port)})
+        for port in attachment.get("ports", []):
+            key = f"{port['container_port']}/{port.get('protocol', 'tcp')}"
+            host = {"HostIp": port.get("host_ip") or "0.0.0.0", "HostPort": str(port["host_port"])}
+            ports.setdefault(key, []).append(host)
         for exposed in effective["exposed_ports"]:
             key = exposed if "/" in exposed else exposed + "/tcp"
             ports.setdefault(key, None)
@@ -656,11 +657,11 @@ class Runtime:
                 for volume in record.get("volumes", [])
             ],
             "NetworkSettings": {
-                "IPAddress": attachment.ip if attachment else "",
-                "IPPrefixLen": attachment.prefixlen if attachment else 0,
-                "Gateway": attachment.gateway if attachment else "",
-                "MacAddress": attachment.mac if attachment else "",
-                "Bridge": attachment.bridge if attachment else "",
+                "IPAddress": attachment.get("ip", ""),
+                "IPPrefixLen": attachment.get("prefixlen", 0),
+                "Gateway": attachment.get("gateway", ""),
+                "MacAddress": attachment.get("mac", ""),
+                "Bridge": attachment.get("bridge", ""),
                 "Ports": ports,
             },
             "GraphDriver": {

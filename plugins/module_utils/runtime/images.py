@@ -316,11 +316,11 @@ class Images:
 
     def local_for_pull(self, text: str, platform: Optional[str] = None) -> Optional[ImageRecord]:
         """The local image *text* names, if it can stand for a pull of *platform* (any platform when None)."""
-        from .manifest import Platform, compatible_platforms, parse_platform
-
         record = self.find(str(parse_reference(text)))
         if record is None or not platform:
             return record
+        from .manifest import Platform, compatible_platforms, parse_platform
+
         local = Platform(*[*record.platform.split("/"), "", ""][:3]).normalized()
         return record if local in compatible_platforms(parse_platform(platform)) else None
 
