@@ -446,8 +446,8 @@ class ContainerManager:
         # second sees the container the first made instead of failing on the name.
         guard: Any = contextlib.nullcontext()
         if not self.check_mode:
-            self.runtime.store.ensure()
-            guard = fsutil.locked(os.path.join(self.runtime.store.locks, f"container-{name}.lock"))
+            locks = fsutil.makedirs(self.runtime.store.locks, 0o700)
+            guard = fsutil.locked(os.path.join(locks, f"container-{name}.lock"))
         with guard:
             existing = self.runtime.find(name)
             self.diff_before = state_view(existing)
