@@ -13,6 +13,7 @@ BENCHMARKS: Dict[str, str] = {
     "pull": "bench.pull",
     "net": "bench.net",
     "run": "bench.run",
+    "ansible": "bench.ansible",
 }
 
 
