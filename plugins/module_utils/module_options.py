@@ -6,10 +6,12 @@ The options are documented once, in ``plugins/doc_fragments/runtime.py``
 the specs here must stay equal to those fragments (validate-modules checks).
 """
 
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import config as runtime_config
-from ansible_collections.berth.containers.plugins.module_utils.runtime.images import RegistryOptions
+
+if TYPE_CHECKING:
+    from ansible_collections.berth.containers.plugins.module_utils.runtime.images import RegistryOptions
 
 RUNTIME_ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = {
     "config": {"type": "path"},
@@ -32,8 +34,11 @@ def load_config(params: Dict[str, Any]) -> runtime_config.DaemonConfig:
     return runtime_config.load(params.get("config"))
 
 
-def registry_options(params: Dict[str, Any]) -> RegistryOptions:
+def registry_options(params: Dict[str, Any]) -> "RegistryOptions":
     """How to reach registries, from the REGISTRY options of a module."""
+    # Imported here: the container module first points the runtime at its lasting copy (lasting_runtime.py).
+    from ansible_collections.berth.containers.plugins.module_utils.runtime.images import RegistryOptions
+
     return RegistryOptions(
         username=params.get("username"),
         password=params.get("password"),

@@ -320,6 +320,7 @@ from typing import Any, Dict, List, Optional
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.containers.plugins.module_utils import compare
+from ansible_collections.berth.containers.plugins.module_utils.lasting_runtime import prefer_lasting_copy
 from ansible_collections.berth.containers.plugins.module_utils.module_options import (
     REGISTRY_ARGUMENT_SPEC,
     REGISTRY_REQUIRED_TOGETHER,
@@ -381,13 +382,13 @@ def state_view(container: Any) -> Dict[str, Any]:
 class ContainerManager:
     """Brings one named container to the requested spec and state."""
 
-    def __init__(self, module: AnsibleModule) -> None:
+    def __init__(self, module: AnsibleModule, config: Any) -> None:
         from ansible_collections.berth.containers.plugins.module_utils.runtime.containers import Runtime
 
         self.module = module
         self.params = module.params
         self.check_mode = module.check_mode
-        self.runtime = Runtime(load_config(self.params))
+        self.runtime = Runtime(config)
         self.actions: List[str] = []
         self.differences: List[str] = []
         self.diff_before: Dict[str, Any] = {}
@@ -600,7 +601,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        result = ContainerManager(module).run()
+        config = load_config(module.params)
+        prefer_lasting_copy(config, install=not module.check_mode)
+        result = ContainerManager(module, config).run()
     except BerthError as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:
