@@ -201,13 +201,13 @@ def docker_stopped(docker: "DockerSide", names: List[str]) -> Callable[[], List[
     return stopped
 
 
-def snapshot_collection(work: str) -> str:
+def snapshot_collection(work: str, source_root: str = CHECKOUT) -> str:
     """A copy of the collection as it is now; returns the directory to put on ANSIBLE_COLLECTIONS_PATH."""
-    base = os.path.join(work, "collections")
+    base = tempfile.mkdtemp(prefix="collections-", dir=work)
     target = os.path.join(base, "ansible_collections", "berth", "containers")
     os.makedirs(target)
     for name in COLLECTION_FILES:
-        source = os.path.join(CHECKOUT, name)
+        source = os.path.join(source_root, name)
         if os.path.isdir(source):
             shutil.copytree(source, os.path.join(target, name), ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -325,6 +325,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed no-op runs per play (median)")
     parser.add_argument("--no-docker", action="store_true", help="do not start dockerd")
     parser.add_argument("--pipelining", action="store_true", help="ANSIBLE_PIPELINING=1 for every play")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also time the berth play with the collection in DIR (e.g. `git archive REV galaxy.yml meta plugins`)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("run as root: sudo .venv/bin/python -m bench.ansible", file=sys.stderr)
@@ -353,12 +358,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             with_ports = containers(data_dir, ports=True)
             without = [{**item, "name": item["name"] + "-none"} for item in containers(data_dir, ports=False)]
             variants = []
-            for name, declared in (("berth", with_ports), ("berth (net none)", without)):
+            berth_plays = [("berth", with_ports, collections), ("berth (net none)", without, collections)]
+            if args.baseline:
+                baseline = [{**item, "name": item["name"] + "-base"} for item in with_ports]
+                berth_plays.append(("berth (baseline)", baseline, snapshot_collection(work, args.baseline)))
+            for name, declared, collection in berth_plays:
                 variant = Variant(
                     name,
                     os.path.join(work, name.split()[0] + str(len(variants))),
                     play("berth.containers.container", declared, {"config": berth.config_path}),
-                    extra,
+                    {**extra, "ANSIBLE_COLLECTIONS_PATH": collection},
                 )
                 variant.stopped = berth_stopped(berth, [item["name"] for item in declared])
                 variants.append(variant)
