@@ -1,6 +1,6 @@
 """Ansible benchmark: the second (no-op) run of a play of 10 containers, berth vs community.docker.
 
-    sudo .venv/bin/python -m bench.ansible [--runs 7] [--no-docker] [--pipelining]
+    sudo .venv/bin/python -m bench.ansible [--runs 7] [--no-docker] [--pipelining] [--baseline DIR]
 
 One play declares 10 containers (5 nginx, 5 busybox httpd), each with a few
 options: environment, a bind-mounted volume, memory/CPU/pids limits, a
@@ -33,6 +33,14 @@ measurement cannot change the payload.  Columns: wall time and CPU time
 (ansible-playbook and everything it ran; for docker plus what dockerd and its
 containerd spent meanwhile), and the module's own part per task
 ``(play - floor) / 10``.  Target: berth's no-op run at most 0.5 x docker's.
+Since every play pays the floor, the whole-play ratio cannot go below
+floor / docker whatever a module does; the verdict prints both ratios.
+
+A container found not running before a timed run (it died by itself: that
+is no module's doing) is reported as an incident and brought back by an
+untimed run.  ``--baseline DIR`` adds the berth play with the collection in
+DIR (``git archive REV galaxy.yml meta plugins | tar -x -C DIR``): before and
+after in the same measurement.
 """
 
 import argparse
