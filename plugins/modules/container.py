@@ -328,7 +328,7 @@ from ansible_collections.berth.containers.plugins.module_utils.module_options im
     load_config,
     registry_options,
 )
-from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import BerthError
+from ansible_collections.berth.containers.plugins.module_utils.module_run import finish
 
 SPEC_OPTIONS = (
     "command",
@@ -600,15 +600,14 @@ def main() -> None:
         required_together=REGISTRY_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
-    try:
-        config = load_config(module.params)
-        prefer_lasting_copy(config, install=not module.check_mode)
-        result = ContainerManager(module, config).run()
-    except BerthError as exc:
-        module.fail_json(msg=str(exc))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    finish(module, manager)
+
+
+def manager(module: AnsibleModule) -> ContainerManager:
+    """The manager of the task, with the runtime imported from its lasting, compiled copy where possible."""
+    config = load_config(module.params)
+    prefer_lasting_copy(config, install=not module.check_mode)
+    return ContainerManager(module, config)
 
 
 if __name__ == "__main__":

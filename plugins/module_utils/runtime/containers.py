@@ -25,7 +25,8 @@ supervisor shows as ``exited (137)`` with an error saying why, and the next
 ``stop``, ``rm`` or ``start`` releases what the run held.
 
 The files of a ``--rm`` container are replaced atomically but never fsynced
-(:mod:`statefile`): it does not outlive a crash of the host either.
+(``fsutil.write_json_atomic(durable=False)``): it does not outlive a crash of
+the host either.
 """
 
 import contextlib
@@ -39,7 +40,6 @@ from . import spec as spec_module
 from .config import DaemonConfig
 from .config import load as load_config
 from .errors import Conflict, ContainerError, InvalidArgument, NotFound, StateError
-from .statefile import replace_json
 
 ID_LENGTH = 64
 STOP_WAIT_FOR_MONITOR = 15.0
@@ -278,7 +278,7 @@ class Runtime:
 
     def save_state(self, container: Container, **changes: Any) -> None:
         container.state.update(changes)
-        replace_json(container.path("state.json"), container.state, durable=container.durable)
+        fsutil.write_json_atomic(container.path("state.json"), container.state, durable=container.durable)
 
     # -- create -------------------------------------------------------------------
 
@@ -344,8 +344,8 @@ class Runtime:
                     "auto_remove": auto_remove,
                 }
                 durable = not auto_remove
-                replace_json(os.path.join(directory, "config.json"), record, durable=durable)
-                replace_json(os.path.join(directory, "state.json"), {"status": "created"}, durable=durable)
+                fsutil.write_json_atomic(os.path.join(directory, "config.json"), record, durable=durable)
+                fsutil.write_json_atomic(os.path.join(directory, "state.json"), {"status": "created"}, durable=durable)
             except BaseException:
                 if claimed is not None:
                     with contextlib.suppress(OSError):
@@ -571,6 +571,12 @@ class Runtime:
         return list(reversed(rotated)) + ([base] if os.path.exists(base) else [])
 
     # -- inspect ------------------------------------------------------------------------
+
+    def commit(self, container: Container, reference: Optional[str] = None, **options: Any) -> Any:
+        """``docker commit``: the container's changes as a new image (see :func:`commit.commit`)."""
+        from .commit import commit
+
+        return commit(self, container, reference, **options)
 
     def inspect(self, container: Container) -> Dict[str, Any]:
         """Docker's ``container inspect`` shape (the fields users script against), plus Berth's own."""

@@ -23,8 +23,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import libc
 from .errors import ContainerError, InvalidArgument
-from .fsutil import makedirs
-from .statefile import replace_file
+from .fsutil import makedirs, write_atomic
 
 MOUNT_DATA_LIMIT = 4095  # one page, including the trailing NUL
 VOLATILE = "volatile"
@@ -435,7 +434,7 @@ def write_etc_files(
     result = {}
     for name, text in contents.items():
         path = os.path.join(directory, name)
-        replace_file(path, text.encode(), 0o644, durable=durable)
+        write_atomic(path, text.encode(), 0o644, durable=durable)
         result["/etc/" + name] = path
     return result
 
