@@ -44,6 +44,7 @@ OPTIONS: Dict[str, str] = {
     "stop_timeout": "strict",
     "tty": "strict",
     "interactive": "strict",
+    "no_new_privileges": "strict",
 }
 MODES = ("strict", "ignore", "allow_more_present")
 # Module option names that users know, mapped to the view keys they compare.
@@ -84,6 +85,7 @@ def view(spec: Mapping[str, Any], effective: Mapping[str, Any], image_id: Option
         "stop_timeout": effective["stop_timeout"],
         "tty": spec["tty"],
         "interactive": spec["interactive"],
+        "no_new_privileges": spec.get("no_new_privileges"),
     }
 
 

@@ -209,6 +209,14 @@ options:
       - Keep standard input open.
     type: bool
     default: false
+  no_new_privileges:
+    description:
+      - Set C(no_new_privs) on the container's processes, so that setuid binaries and file capabilities cannot raise
+        their privileges (Docker's C(--security-opt no-new-privileges)).
+      - When not set, it is on, except for systemd containers, where setuid tools such as C(sudo) are part of the
+        booted system. Set V(false) to allow C(sudo)/C(su) (for example Ansible's C(become) through the
+        C(berth.containers.berth) connection) in a container that is not a systemd one.
+    type: bool
   recreate:
     description:
       - Recreate the container even when nothing differs.
@@ -356,6 +364,7 @@ SPEC_OPTIONS = (
     "stop_timeout",
     "tty",
     "interactive",
+    "no_new_privileges",
 )
 
 
@@ -588,6 +597,7 @@ def main() -> None:
             "stop_timeout": {"type": "int"},
             "tty": {"type": "bool", "default": False},
             "interactive": {"type": "bool", "default": False},
+            "no_new_privileges": {"type": "bool"},
             "recreate": {"type": "bool", "default": False},
             "restart": {"type": "bool", "default": False},
             "comparisons": {"type": "dict"},

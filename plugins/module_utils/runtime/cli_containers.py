@@ -46,8 +46,20 @@ def _spec_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         "stop_timeout": args.stop_timeout,
         "tty": args.tty,
         "interactive": args.interactive,
+        "no_new_privileges": _no_new_privileges(args.security_opt),
     }
     return spec.normalize(options)
+
+
+def _no_new_privileges(options: List[str]) -> Optional[bool]:
+    """``--security-opt no-new-privileges[=true|false]``, the one security option Berth takes."""
+    result: Optional[bool] = None
+    for option in options:
+        name, sep, value = option.replace(":", "=", 1).partition("=")
+        if name != "no-new-privileges":
+            raise InvalidArgument(f"--security-opt {option}: only no-new-privileges[=true|false] is supported")
+        result = True if not sep else value.lower() in ("true", "1", "yes")
+    return result
 
 
 def _env_list(entries: List[str]) -> List[str]:
@@ -459,6 +471,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cap-add", action="append", default=[], help="add a Linux capability")
     parser.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability")
     parser.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    parser.add_argument(
+        "--security-opt",
+        action="append",
+        default=[],
+        help="no-new-privileges[=true|false] (default on, except for systemd containers)",
+    )
     parser.add_argument("-l", "--label", action="append", default=[], help="set a label KEY=VALUE")
     parser.add_argument("--stop-signal", help="signal to stop the container")
     parser.add_argument("--stop-timeout", help="seconds to wait before killing")

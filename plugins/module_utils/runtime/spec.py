@@ -81,6 +81,8 @@ DEFAULTS: Dict[str, Any] = {
     "stop_timeout": None,
     "tty": False,
     "interactive": False,
+    # None: on, except for systemd containers (setuid tools such as sudo are part of a booted system).
+    "no_new_privileges": None,
 }
 
 
@@ -342,6 +344,17 @@ def parse_labels(value: Optional[Mapping[str, Any]]) -> Dict[str, str]:
     return {str(key): str(item) for key, item in value.items()}
 
 
+def parse_optional_bool(value: Any, option: str) -> Optional[bool]:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise _fail(option, value, "must be true or false")
+
+
 def parse_systemd(value: Union[bool, str, None]) -> Union[bool, str]:
     if value in (None, "", "auto"):
         return "auto"
@@ -400,6 +413,7 @@ def normalize(options: Mapping[str, Any]) -> Dict[str, Any]:
         stop_timeout=parse_positive_int(options.get("stop_timeout"), "stop_timeout"),
         tty=bool(options.get("tty")),
         interactive=bool(options.get("interactive")),
+        no_new_privileges=parse_optional_bool(options.get("no_new_privileges"), "no_new_privileges"),
     )
     if spec["working_dir"] is not None and not str(spec["working_dir"]).startswith("/"):
         raise _fail("working_dir", spec["working_dir"], "must be an absolute path")

@@ -113,6 +113,7 @@ def process_spec(runtime: Runtime, container: Container, network: str, etc_files
         cap_drop=list(spec["cap_drop"]),
         systemd=effective["systemd"],
         tty=spec["tty"],
+        no_new_privs=spec.get("no_new_privileges"),
     )
 
 

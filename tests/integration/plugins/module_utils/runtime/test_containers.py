@@ -246,3 +246,12 @@ def test_privileged_device_nodes_keep_the_hosts_modes(host) -> None:
         "run", "--rm", "--privileged", "busybox", "stat", "-c", "%a %n", "/dev/null", "/dev/zero", "/dev/urandom"
     )
     assert result.stdout.split() == ["666", "/dev/null", "666", "/dev/zero", "666", "/dev/urandom"]
+
+
+@pytest.mark.parametrize(("options", "expected"), [((), "1"), (("--security-opt", "no-new-privileges=false"), "0")])
+def test_no_new_privileges_is_on_unless_turned_off(host, options, expected) -> None:
+    result = host.berth("run", "--rm", *options, "busybox", "grep", "NoNewPrivs", "/proc/self/status")
+    assert result.stdout.split() == ["NoNewPrivs:", expected]
+    bad = host.berth("run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "true", check=False)
+    assert bad.returncode == 125
+    assert "only no-new-privileges" in bad.stderr

@@ -134,3 +134,13 @@ def test_env_file(tmp_path, monkeypatch) -> None:
     assert result["env"] == {"A": "override", "B": "two words", "FROM_CALLER": "yes"}
     with pytest.raises(InvalidArgument, match="cannot be read"):
         spec.normalize({"image": "nginx", "env_file": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, None), (True, True), ("false", False), ("yes", True)])
+def test_no_new_privileges_is_optional(given, expected) -> None:
+    assert spec.normalize({"image": "busybox", "no_new_privileges": given})["no_new_privileges"] is expected
+
+
+def test_no_new_privileges_rejects_other_words() -> None:
+    with pytest.raises(InvalidArgument, match="no_new_privileges: 'maybe' must be true or false"):
+        spec.normalize({"image": "busybox", "no_new_privileges": "maybe"})
