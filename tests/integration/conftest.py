@@ -116,9 +116,14 @@ def registry_tls_auth(fixture_dir: str, test_ca: CertificateAuthority) -> Iterat
     yield from _registry("tls-auth", fixture_dir, ca=test_ca)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def token_server(fixture_dir: str, test_ca: CertificateAuthority) -> Iterator[TokenServer]:
-    """Docker Hub's token flow: ``library/*`` and ``public/*`` pull anonymously, ``.username`` may push."""
+    """Docker Hub's token flow: ``library/*`` and ``public/*`` pull anonymously, ``.username`` may push.
+
+    Per module, not per session: it serves from threads of this process, and
+    the isolation tests start containers in-process, which needs a
+    single-threaded process (see ``support.isolation.Sandbox.run``).
+    """
     server = TokenServer(ca=test_ca, state_dir=tempfile.mkdtemp(prefix="tokenserver-", dir=fixture_dir))
     try:
         yield server.start()
@@ -126,7 +131,7 @@ def token_server(fixture_dir: str, test_ca: CertificateAuthority) -> Iterator[To
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def registry_token(fixture_dir: str, token_server: TokenServer) -> Iterator[Registry]:
     """Plain HTTP registry that wants bearer tokens from ``token_server``."""
     yield from _registry("token", fixture_dir, token_server=token_server)
@@ -201,7 +206,7 @@ PushKey = Tuple[str, str, str, Optional[str], str, str]
 
 
 @pytest.fixture(scope="session")
-def push_image() -> Iterator[Callable[..., pusher.PushResult]]:
+def push_image() -> Callable[..., pusher.PushResult]:
     """``push_image(registry, fixture_images, tag="latest", repo=None, fmt="oci", push_tag=None)``.
 
     Pushes a tag of a cached layout once per (registry, repo, tag, format) and
@@ -209,7 +214,6 @@ def push_image() -> Iterator[Callable[..., pusher.PushResult]]:
     ``library/<image name>``, ``push_tag`` to *tag*.
     """
     done: Dict[PushKey, pusher.PushResult] = {}
-    clients: Dict[str, pusher.RegistryClient] = {}
 
     def push(
         registry: Registry,
@@ -221,15 +225,14 @@ def push_image() -> Iterator[Callable[..., pusher.PushResult]]:
         push_tag: Optional[str] = None,
     ) -> pusher.PushResult:
         repository = repo or f"library/{fixture_images.name}"
-        key = (registry.url, fixture_images.path, tag, repository, push_tag or tag, fmt)
+        key = (registry.state_dir, fixture_images.path, tag, repository, push_tag or tag, fmt)
         if key not in done:
-            client = clients.get(registry.url) or clients.setdefault(registry.url, registry.client())
-            done[key] = pusher.push(client, repository, fixture_images.get(tag), push_tag or tag, fmt)
+            # A client per push: a kept-alive connection would keep a server thread (token server) alive.
+            with registry.client() as client:
+                done[key] = pusher.push(client, repository, fixture_images.get(tag), push_tag or tag, fmt)
         return done[key]
 
-    yield push
-    for client in clients.values():
-        client.close()
+    return push
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence
@@ -169,6 +170,18 @@ class Sandbox:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def wait_single_threaded(timeout: float = 10.0) -> None:
+    """Wait for the test servers' threads of earlier tests to end: ``process.start`` forks, so it refuses
+    to run in a multi-threaded process, and a test would otherwise fail for a neighbour's reason.
+    """
+    deadline = time.monotonic() + timeout
+    while threading.active_count() > 1:
+        if time.monotonic() > deadline:
+            names = ", ".join(thread.name for thread in threading.enumerate() if thread is not threading.main_thread())
+            raise AssertionError(f"threads of earlier tests still run ({names}): close their servers and clients")
+        time.sleep(0.01)
+
+
 def wait(pid: int, timeout: float) -> int:
     """waitpid with a deadline; the process is killed when it overstays. Docker's exit code convention."""
     deadline = time.monotonic() + timeout
@@ -190,6 +203,7 @@ def exit_code(status: int) -> int:
 
 @contextlib.contextmanager
 def sandbox() -> Iterator[Sandbox]:
+    wait_single_threaded()
     base = tempfile.mkdtemp(prefix="berth-iso-", dir="/var/tmp")
     box = Sandbox(base)
     try:

@@ -587,6 +587,8 @@ class Images:
                     stream, download, workdir + "/diff", parents, layer.media_type, diff_id, parents_ready
                 )
                 if applied is None:
+                    if download is not None:
+                        download.result()  # a failed download is the error to report, not the missing blob
                     if stream is not None:
                         fsutil.remove_tree(workdir)
                         workdir = self.store.new_layer_workdir(chain_id)

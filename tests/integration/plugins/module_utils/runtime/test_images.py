@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import Future
 from typing import Callable, Iterator, List, Tuple
 
 import pytest
@@ -31,7 +32,7 @@ from support.registry import Registry
 from support.trees import TESTS_DIR, compare, overlay_snapshot, snapshot
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime.errors import IntegrityError, RegistryError
-from ansible_collections.berth.containers.plugins.module_utils.runtime.images import Images
+from ansible_collections.berth.containers.plugins.module_utils.runtime.images import Images, _BlobStream
 from ansible_collections.berth.containers.plugins.module_utils.runtime.store import chain_ids
 
 
@@ -151,6 +152,21 @@ def busybox_blob(busybox_layout: images.FixtureImages, index: int = 0) -> str:
     return busybox_layout.image().layers[index].digest
 
 
+def test_a_download_that_failed_before_its_stream_opened_is_the_error_reported(env: BerthEnv, busybox_layout) -> None:
+    """The race CI met: the download fails and removes its ``.partial`` between the unpacker seeing bytes
+    arrive and opening the file; the download's error must win over "cannot open layer blob"."""
+    layer = busybox_layout.image().layers[0]
+    store_images = Images(env.config())
+    store_images.store.ensure()
+    stream = _BlobStream(store_images.store.blob_path(layer.digest) + ".partial", layer.size)
+    stream.advanced(1)
+    failed: Future = Future()
+    failed.set_exception(IntegrityError(f"blob {layer.digest} does not match its digest"))
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        store_images._unpack(layer, layer.diff_id, [layer.diff_id], 0, lambda *args: None, stream, failed)
+    assert store_images.store.layer(layer.diff_id) is None
+
+
 @pytest.mark.usefixtures("fast_retries")
 def test_wrong_bytes_are_refused_and_nothing_is_recorded(env: BerthEnv, faulty: FaultProxy, busybox_layout) -> None:
     digest = busybox_blob(busybox_layout)
@@ -206,7 +222,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import conftest
 from ansible_collections.berth.containers.plugins.module_utils.runtime import config
-from ansible_collections.berth.containers.plugins.module_utils.runtime.images import Images
+from ansible_collections.berth.containers.plugins.module_utils.runtime.images import Images, _BlobStream
 
 def report(event, subject, current, total):
     if event in ("downloaded", "extracting", "exists", "complete"):
