@@ -337,11 +337,7 @@ class Images:
         would record.  Wrong credentials or a missing image fail here as the
         pull would.
         """
-        if policy not in ("missing", "always"):
-            raise InvalidArgument(f"pull policy must be 'missing' or 'always', not {policy!r}")
-        reference = parse_reference(text)
-        before = self.find(str(reference))
-        local = self.local_for_pull(text, platform)
+        reference, before, local = self._pull_subject(text, platform, policy)
         if policy == "missing" and local is not None:
             return PullPlan(reference, before, local.manifest, local.id, pull=False)
         if local is not None:
@@ -350,6 +346,13 @@ class Images:
                 return PullPlan(reference, before, digest, local.id, pull=True)
         digest, image_id = self.remote_image(text, options, platform)
         return PullPlan(reference, before, digest, image_id, pull=True)
+
+    def _pull_subject(self, text: str, platform: Optional[str], policy: str) -> Tuple[Reference, Any, Any]:
+        """``(reference, image the name has now, local image a pull of it would keep)`` for a pull *policy*."""
+        if policy not in ("missing", "always"):
+            raise InvalidArgument(f"pull policy must be 'missing' or 'always', not {policy!r}")
+        reference = parse_reference(text)
+        return reference, self.find(str(reference)), self.local_for_pull(text, platform)
 
     def ensure(
         self,
@@ -363,11 +366,7 @@ class Images:
 
         Returns what happened in the shape :meth:`plan_pull` predicts it.
         """
-        if policy not in ("missing", "always"):
-            raise InvalidArgument(f"pull policy must be 'missing' or 'always', not {policy!r}")
-        reference = parse_reference(text)
-        before = self.find(str(reference))
-        local = self.local_for_pull(text, platform)
+        reference, before, local = self._pull_subject(text, platform, policy)
         if policy == "missing" and local is not None:
             return PullPlan(reference, before, local.manifest, local.id, pull=False)
         result = self.pull(text, options, platform, progress)
@@ -403,26 +402,30 @@ class Images:
             downloaded, unpacked = self._fetch_layers(client, resolved, config.diff_ids, chains, progress)
             self.store.put_blob(config.raw)
             self.store.put_blob(resolved.raw)
-            record = ImageRecord(
-                id=config.digest,
-                manifest=resolved.digest,
-                manifest_media_type=resolved.media_type,
-                config_media_type=resolved.config.media_type,
-                layers=[
-                    {"digest": layer.digest, "media_type": layer.media_type, "size": layer.size, "diff_id": diff_id}
-                    for layer, diff_id in zip(resolved.layers, config.diff_ids)
-                ],
-                chain_ids=chains,
-                platform=str(config.platform),
-                size=sum((self.store.layer(chain_id) or _NO_LAYER).size for chain_id in chains),
-                created=config.created or "",
-                repo_digests=[f"{reference.name}@{resolved.repo_digest}"],
-                added=time.time(),
-            )
+            record = self._image_record(config, resolved, chains, [f"{reference.name}@{resolved.repo_digest}"])
             tags = [str(reference)] if reference.tag and not reference.digest else []
             self.store.add_image(record, tags)
         progress("done", record.id, 0, 0)
         return PullResult(record, reference, previous.id if previous else None, downloaded, unpacked)
+
+    def _image_record(self, config: Any, manifest: Any, chains: Sequence[str], repo_digests: List[str]) -> ImageRecord:
+        """The record of an image whose layers are all in the store: *manifest* and *config* parsed."""
+        return ImageRecord(
+            id=config.digest,
+            manifest=manifest.digest,
+            manifest_media_type=manifest.media_type,
+            config_media_type=manifest.config.media_type,
+            layers=[
+                {"digest": layer.digest, "media_type": layer.media_type, "size": layer.size, "diff_id": diff_id}
+                for layer, diff_id in zip(manifest.layers, config.diff_ids)
+            ],
+            chain_ids=list(chains),
+            platform=str(config.platform),
+            size=sum((self.store.layer(chain_id) or _NO_LAYER).size for chain_id in chains),
+            created=config.created or "",
+            repo_digests=repo_digests,
+            added=time.time(),
+        )
 
     def _fetch_layers(
         self, client: Any, resolved: Any, diff_ids: Sequence[str], chains: Sequence[str], progress: Progress
@@ -733,22 +736,7 @@ class Images:
                     progress("exists", layer.digest, 0, layer.size)
             self.store.put_blob(config_raw)
             self.store.put_blob(manifest)
-            record = ImageRecord(
-                id=config.digest,
-                manifest=document.digest,
-                manifest_media_type=document.media_type,
-                config_media_type=document.config.media_type,
-                layers=[
-                    {"digest": layer.digest, "media_type": layer.media_type, "size": layer.size, "diff_id": diff_id}
-                    for layer, diff_id in zip(document.layers, config.diff_ids)
-                ],
-                chain_ids=chains,
-                platform=str(config.platform),
-                size=sum((self.store.layer(chain_id) or _NO_LAYER).size for chain_id in chains),
-                created=config.created or "",
-                repo_digests=list(repo_digests),
-                added=time.time(),
-            )
+            record = self._image_record(config, document, chains, list(repo_digests))
             self.store.add_image(record, [str(parse_reference(tag)) for tag in tags])
         return record
 

@@ -710,7 +710,13 @@ def _exec(plan: _Plan, err_write: int, stage: List[str]) -> NoReturn:
     raise AssertionError("execve returned")
 
 
-def _container_child(plan: _Plan, err_write: int) -> NoReturn:
+def _child(plan: _Plan, err_write: int, enter: Callable[[_Plan, List[str]], None]) -> NoReturn:
+    """The forked child: detach from the parent's signals and fds, join the cgroup, *enter*, exec.
+
+    *enter* sets up (a new container) or joins (exec) the namespaces; it
+    names what it is doing in ``stage[0]``.  Any failure is reported to the
+    parent through *err_write*: nothing may escape the fork.
+    """
     stage = ["starting"]
     code = EXIT_SETUP_FAILED
     try:
@@ -722,35 +728,43 @@ def _container_child(plan: _Plan, err_write: int) -> NoReturn:
         stage[0] = "joining the cgroup"
         for path in plan.cgroup_procs:
             _write_file(path, "0")
-        if plan.netns_fd is not None:
-            stage[0] = "joining the network namespace"
-            libc.setns(plan.netns_fd, libc.CLONE_NEWNET)
-            os.close(plan.netns_fd)
-        stage[0] = "creating namespaces"
-        libc.unshare(plan.unshare_flags)
-        if plan.new_network:
-            _loopback_up()
-        libc.mount(None, "/", None, libc.MS_SLAVE | libc.MS_REC)
-        _drop_importers()
-        stage[0] = "preparing the root filesystem"
-        if plan.rootfs_plan is None:
-            raise ContainerError("internal error: no root filesystem plan")
-        root = rootfs.prepare(plan.rootfs_plan)
-        stage[0] = "switching root"
-        rootfs.pivot(root)
-        rootfs.finalize(plan.rootfs_plan)
-        stage[0] = "setting the hostname"
-        if plan.hostname:
-            libc.sethostname(plan.hostname)
-        if plan.domainname:
-            libc.setdomainname(plan.domainname)
-        if plan.oom_score_adj is not None:
-            _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
+        enter(plan, stage)
         _exec(plan, err_write, stage)
-    except BaseException as exc:  # everything goes to the parent: nothing may escape the fork
+    except BaseException as exc:
         code = _report(err_write, stage[0], exc)
     finally:
         os._exit(code)
+
+
+def _container_child(plan: _Plan, err_write: int) -> NoReturn:
+    _child(plan, err_write, _enter_new_container)
+
+
+def _enter_new_container(plan: _Plan, stage: List[str]) -> None:
+    if plan.netns_fd is not None:
+        stage[0] = "joining the network namespace"
+        libc.setns(plan.netns_fd, libc.CLONE_NEWNET)
+        os.close(plan.netns_fd)
+    stage[0] = "creating namespaces"
+    libc.unshare(plan.unshare_flags)
+    if plan.new_network:
+        _loopback_up()
+    libc.mount(None, "/", None, libc.MS_SLAVE | libc.MS_REC)
+    _drop_importers()
+    stage[0] = "preparing the root filesystem"
+    if plan.rootfs_plan is None:
+        raise ContainerError("internal error: no root filesystem plan")
+    root = rootfs.prepare(plan.rootfs_plan)
+    stage[0] = "switching root"
+    rootfs.pivot(root)
+    rootfs.finalize(plan.rootfs_plan)
+    stage[0] = "setting the hostname"
+    if plan.hostname:
+        libc.sethostname(plan.hostname)
+    if plan.domainname:
+        libc.setdomainname(plan.domainname)
+    if plan.oom_score_adj is not None:
+        _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
 
 
 # -- exec into a running container ------------------------------------------------------------
@@ -848,24 +862,12 @@ def _rlimits_of(pid: int) -> List[Tuple[int, int, int]]:
 
 
 def _exec_child(plan: _Plan, err_write: int) -> NoReturn:
-    stage = ["starting"]
-    code = EXIT_SETUP_FAILED
-    try:
-        _reset_signals()
-        _setup_stdio(plan.stdio, plan.tty)
-        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        libc.prctl(libc.PR_SET_DUMPABLE, 0)
-        _close_fds([err_write, *plan.keep_fds])
-        stage[0] = "joining the container's cgroup"
-        for path in plan.cgroup_procs:
-            _write_file(path, "0")
-        stage[0] = "joining the container's namespaces"
-        for fd, flag in plan.join_fds:
-            libc.setns(fd, flag)
-            os.close(fd)
-        _drop_importers()
-        _exec(plan, err_write, stage)
-    except BaseException as exc:  # everything goes to the parent: nothing may escape the fork
-        code = _report(err_write, stage[0], exc)
-    finally:
-        os._exit(code)
+    _child(plan, err_write, _join_running_container)
+
+
+def _join_running_container(plan: _Plan, stage: List[str]) -> None:
+    stage[0] = "joining the container's namespaces"
+    for fd, flag in plan.join_fds:
+        libc.setns(fd, flag)
+        os.close(fd)
+    _drop_importers()

@@ -38,7 +38,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import fsutil
 from .containers import SUPERVISOR_DIED, Container, Runtime, alive, now_rfc3339, process_start_time
@@ -290,38 +290,61 @@ def _close_all_but(keep: Sequence[int]) -> None:
                 os.close(fd)
 
 
+def _start_process(
+    runtime: Runtime, container: Container, plan: Any, stdin: Optional[int]
+) -> Tuple[Any, int, int, Any]:
+    """Start the container's process with its output on pipes; ``(started, out_r, err_r, held ports)``.
+
+    *stdin* None reads /dev/null.  The published ports are held (bound)
+    before the start so a taken port fails it; on any failure they are let
+    go and the network and cgroup are torn down again.
+    """
+    from . import process
+
+    held = None
+    null = None
+    try:
+        if plan.attachment:
+            from .portproxy import hold_published_ports
+
+            held = hold_published_ports(plan.attachment.to_dict())
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if stdin is None:
+            stdin = null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        started = process.start(plan.process_spec, plan.cgroup, stdin, out_w, err_w)
+    except BaseException:
+        if held is not None:
+            held.close()
+        _teardown(
+            runtime,
+            container.id,
+            plan.attachment.to_dict() if plan.attachment else None,
+            plan.netns,
+            plan.cgroup.to_dict(),
+        )
+        raise
+    for fd in (out_w, err_w, null):
+        if fd is not None:
+            os.close(fd)
+    return started, out_r, err_r, held
+
+
 def start_in_monitor(runtime: Runtime, container: Container, restarts: int, report_fd: Optional[int]) -> None:
     """In the monitor process M: start a run of the container as M's child, record it, exec the loop.
 
     Never returns: execs the monitor loop, or exits after reporting an error
     (to *report_fd* when a caller waits for the outcome).
     """
-    from . import libc, process
+    from . import libc
     from .install import library_path
-    from .portproxy import hold_published_ports
 
     try:
         # Before the container starts: a copy that cannot be installed (a full disk) fails the start cleanly.
         lib = library_path(runtime.config)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         plan = prepare(runtime, container)
-        try:
-            held = hold_published_ports(plan.attachment.to_dict()) if plan.attachment else None
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            started = process.start(plan.process_spec, plan.cgroup, null, out_w, err_w)
-        except BaseException:
-            _teardown(
-                runtime,
-                container.id,
-                plan.attachment.to_dict() if plan.attachment else None,
-                plan.netns,
-                plan.cgroup.to_dict(),
-            )
-            raise
-        for fd in (out_w, err_w, null):
-            os.close(fd)
+        started, out_r, err_r, held = _start_process(runtime, container, plan, stdin=None)
         _record_running(runtime, container, plan, started, restarts, held)
         if report_fd is not None:
             os.write(report_fd, b"ok")
@@ -499,34 +522,12 @@ def launch(runtime: Runtime, container: Container) -> None:
 
 def run_attached(runtime: Runtime, container: Container, interactive: bool = False) -> int:
     """``berth run`` without ``-d``: start the container as this process's child and relay its output."""
-    from . import monitor, process
+    from . import monitor
 
     with runtime.locked(container) as fresh:
         runtime._finish_previous_run(fresh)
         plan = prepare(runtime, fresh)
-        held = None
-        try:
-            if plan.attachment:
-                from .portproxy import hold_published_ports
-
-                held = hold_published_ports(plan.attachment.to_dict())
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            started = process.start(plan.process_spec, plan.cgroup, stdin, out_w, err_w)
-        except BaseException:
-            if held is not None:
-                held.close()
-            _teardown(
-                runtime,
-                fresh.id,
-                plan.attachment.to_dict() if plan.attachment else None,
-                plan.netns,
-                plan.cgroup.to_dict(),
-            )
-            raise
-        for fd in (out_w, err_w, *(() if interactive else (stdin,))):
-            os.close(fd)
+        started, out_r, err_r, held = _start_process(runtime, fresh, plan, stdin=0 if interactive else None)
         try:
             _record_running(runtime, fresh, plan, started, 0, held)
         except BaseException:
