@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from . import libc
+from . import copyup, libc
 from .errors import ContainerError, InvalidArgument
 from .fsutil import makedirs, write_atomic
 
@@ -753,6 +753,7 @@ def _mount_user(root: int, item: Mount, privileged: bool) -> None:
     source = os.open(item.source, os.O_PATH | os.O_CLOEXEC)
     try:
         kind = "dir" if stat.S_ISDIR(os.fstat(source).st_mode) else "file"
+        copy_up = item.type == "volume" and kind == "dir" and _exists_in_root(root, item.destination)
         target, resolved = open_in_root(root, item.destination, create=kind)
         target_is_dir = stat.S_ISDIR(os.fstat(target).st_mode)
         try:
@@ -761,7 +762,9 @@ def _mount_user(root: int, item: Mount, privileged: bool) -> None:
                 raise ContainerError(
                     f"cannot mount {item.source} on {item.destination}: one is a directory and the other is not"
                 )
-        except ContainerError:
+            if copy_up:
+                _copy_up(target, source, item.destination)
+        except BaseException:
             os.close(target)
             raise
         _mount_at(target, _fd_path(source), None, libc.MS_BIND | libc.MS_REC)
@@ -770,6 +773,29 @@ def _mount_user(root: int, item: Mount, privileged: bool) -> None:
     flags = (set_flags | (0 if privileged else libc.MS_NODEV)) & ~clear_flags
     if flags:
         _remount(root, resolved, flags)
+
+
+def _exists_in_root(root: int, destination: str) -> bool:
+    try:
+        os.close(open_in_root(root, destination)[0])
+    except OSError:
+        return False
+    return True
+
+
+def _copy_up(target: int, source: int, destination: str) -> None:
+    """Docker's copy-up: fill an empty volume with what the image has at its mount point."""
+    image_dir = os.open(_fd_path(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        volume_dir = os.open(_fd_path(source), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            copyup.populate_empty_volume(image_dir, volume_dir)
+        except OSError as exc:
+            raise ContainerError(f"cannot copy the image's {destination} into its empty volume: {exc}") from None
+        finally:
+            os.close(volume_dir)
+    finally:
+        os.close(image_dir)
 
 
 def _bind_etc_file(root: int, destination: str, source: str) -> None:

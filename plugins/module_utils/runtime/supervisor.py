@@ -74,7 +74,7 @@ def process_spec(runtime: Runtime, container: Container, network: str, etc_files
     mounts = [
         Mount(
             destination=volume["target"],
-            type="bind",
+            type="volume" if volume["type"] == "volume" else "bind",
             source=volume["host_path"],
             read_only=volume["read_only"],
         )
