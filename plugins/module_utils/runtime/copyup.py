@@ -35,9 +35,28 @@ def populate_empty_volume(image_dir: int, volume_dir: int) -> bool:
     """
     if os.listdir(volume_dir):
         return False
-    _copy_children(image_dir, volume_dir, volume_dir, "", {})
-    _copy_metadata(image_dir, volume_dir, os.fstat(image_dir))
+    try:
+        _copy_children(image_dir, volume_dir, volume_dir, "", {})
+        _copy_metadata(image_dir, volume_dir, os.fstat(image_dir))
+    except BaseException:
+        _remove_children(volume_dir)  # empty again: the next start copies afresh instead of keeping half
+        raise
     return True
+
+
+def _remove_children(directory: int) -> None:
+    for name in os.listdir(directory):
+        try:
+            os.unlink(name, dir_fd=directory)
+            continue
+        except IsADirectoryError:
+            pass
+        child = os.open(name, _DIR_FLAGS, dir_fd=directory)
+        try:
+            _remove_children(child)
+        finally:
+            os.close(child)
+        os.rmdir(name, dir_fd=directory)
 
 
 def _copy_children(

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import stat
+import subprocess
 import uuid
 from typing import Dict
 
@@ -39,6 +40,7 @@ def volume_image(host: BerthEnv, tmp_path_factory: pytest.TempPathFactory) -> st
             oci.symlink("data/relative", "hello"),
             oci.symlink("data/absolute", "/etc/passwd"),
             oci.fifo("data/pipe", mode=0o620),
+            oci.file("data/zz-big", b"b" * (256 << 10)),
             oci.symlink("evil", "../../../../../etc"),
         ]
     )
@@ -129,3 +131,23 @@ def test_a_named_volume_with_content_is_never_overwritten(host: BerthEnv, volume
     empty = f"copyup-{secrets.token_hex(4)}"
     filled = host.berth("run", "--rm", "--network", "none", "-v", f"{empty}:/data", volume_image, "cat", "/data/hello")
     assert filled.stdout == "hello\n"
+
+
+def test_a_copy_that_fails_leaves_the_volume_empty_for_the_next_start(host: BerthEnv, volume_image) -> None:
+    """The volume's filesystem fills up halfway (a 64 KiB tmpfs, and the image has 256 KiB in /data)."""
+    volume = f"copyup-{secrets.token_hex(4)}"
+    data = os.path.join(host.runtime().volumes, volume, "_data")
+    os.makedirs(data)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "copyup-test", data], check=True)
+    try:
+        failed = host.berth(
+            "run", "--rm", "--network", "none", "-v", f"{volume}:/data", volume_image, "true", check=False
+        )
+        assert failed.returncode != 0
+        assert "cannot copy the image's /data into its empty volume" in failed.stderr
+        assert os.listdir(data) == []
+    finally:
+        subprocess.run(["umount", data], check=True)
+    filled = host.berth("run", "--rm", "--network", "none", "-v", f"{volume}:/data", volume_image, "cat", "/data/hello")
+    assert filled.stdout == "hello\n"
+    assert os.path.getsize(os.path.join(data, "zz-big")) == 256 << 10
