@@ -90,6 +90,9 @@ options:
     description:
       - V(/host/path:/container/path[:ro]) bind mounts, V(name:/container/path[:ro]) named volumes (created under the
         data root when missing), V(/container/path) anonymous volumes.
+      - The image's C(VOLUME)s become anonymous volumes unless a mount is given for the same path.
+      - As with Docker, an empty volume (never a bind mount) mounted over a directory of the image is first filled with
+        that directory's content, owner and mode; a volume with content is used as it is.
     type: list
     elements: str
   tmpfs:
