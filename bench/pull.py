@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
 import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BerthEnv
+from support.podman import Podman as PrivatePodman
 from support.registry import Registry
 
 DOCKER = "/usr/bin/docker"
@@ -141,31 +142,16 @@ class Podman(Tool):
     name = "podman"
 
     def __init__(self) -> None:
-        self.work = tempfile.mkdtemp(prefix="berth-bench-podman-", dir="/var/tmp")
-        self.cli = [
-            "podman",
-            "--root",
-            f"{self.work}/root",
-            "--runroot",
-            f"{self.work}/run",
-            "--storage-driver",
-            "overlay",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]
+        self.podman = PrivatePodman(tempfile.mkdtemp(prefix="berth-bench-podman-", dir="/var/tmp"))
 
     def reset(self, ref: str) -> None:
-        subprocess.run([*self.cli, "rmi", "-f", ref], capture_output=True, check=False)
+        self.podman("rmi", "-f", ref, check=False)
 
     def pull(self, ref: str) -> None:
-        _run([*self.cli, "pull", "-q", "--tls-verify=false", ref])
+        self.podman("pull", "-q", "--tls-verify=false", ref)
 
     def close(self) -> None:
-        subprocess.run([*self.cli, "system", "reset", "-f"], capture_output=True, check=False)
-        subprocess.run(["umount", "-R", f"{self.work}/root"], capture_output=True, check=False)
-        shutil.rmtree(self.work, ignore_errors=True)
+        self.podman.close()
 
 
 def _tools(with_docker: bool) -> List[Tool]:

@@ -49,6 +49,7 @@ import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BERTH, BerthEnv
 from support.dockerd import Dockerd
+from support.podman import Podman as PrivatePodman
 from support.registry import Registry
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import netns
@@ -247,48 +248,33 @@ class Podman(Tool):
     per_container = "conmon"
 
     def __init__(self, work: str, archives: Dict[str, str]) -> None:
-        self.work = os.path.join(work, "podman")
-        os.makedirs(self.work)
-        self.conf = os.path.join(self.work, "containers.conf")
-        with open(self.conf, "w", encoding="utf-8") as handle:
-            handle.write(
-                "[containers]\n"
-                'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-                "[engine]\n"
-                'cgroup_manager = "cgroupfs"\n'
-                'events_logger = "file"\n'
-            )
         self.netns = netns.create(os.path.join(work, "podman-netns"))
         _run([NSENTER, f"--net={self.netns}", "ip", "link", "set", "lo", "up"])
-        self.cli = [
-            NSENTER, f"--net={self.netns}", "--",
-            "podman", "--root", f"{self.work}/root", "--runroot", f"{self.work}/run",
-            "--storage-driver", "overlay", "--runtime", shutil.which("runc") or "runc",
-            "--network-config-dir", f"{self.work}/net",
-        ]  # fmt: skip
+        self.work = os.path.join(work, "podman")
+        self.podman = PrivatePodman(
+            self.work, wrapper=[NSENTER, f"--net={self.netns}", "--"], network_config_dir=f"{self.work}/net"
+        )
         for name, archive in archives.items():
-            loaded = _run([*self.cli, "load", "-q", "-i", archive], env=self.env())
-            _run([*self.cli, "tag", loaded.split()[-1], f"{name}:latest"], env=self.env())
+            loaded = self.podman("load", "-q", "-i", archive).stdout
+            self.podman("tag", loaded.split()[-1], f"{name}:latest")
 
     def env(self) -> Optional[Dict[str, str]]:
-        return {**os.environ, "CONTAINERS_CONF": self.conf}
+        return self.podman.env
 
     def command(self, case: Case) -> List[str]:
-        return [*self.cli, "run", "--rm", "--network", case[1], f"localhost/{case[0]}:latest", "true"]
+        return [*self.podman.cli, "run", "--rm", "--network", case[1], f"localhost/{case[0]}:latest", "true"]
 
     def idle(self, count: int) -> List[int]:
         for _number in range(count):
-            _run([*self.cli, "run", "-d", "--network", "none", "localhost/busybox:latest", "sleep", "3600"], self.env())
+            self.podman("run", "-d", "--network", "none", "localhost/busybox:latest", "sleep", "3600")
         return processes("conmon", self.work)
 
     def remove_idle(self) -> None:
-        subprocess.run([*self.cli, "rm", "-a", "-f", "-t", "0"], env=self.env(), capture_output=True, check=False)
+        self.podman("rm", "-a", "-f", "-t", "0", check=False)
 
     def close(self) -> None:
         try:
-            self.remove_idle()
-            subprocess.run([*self.cli, "system", "reset", "-f"], env=self.env(), capture_output=True, check=False)
-            subprocess.run(["umount", "-R", f"{self.work}/root"], capture_output=True, check=False)
+            self.podman.close()
         finally:
             netns.delete(self.netns)
 

@@ -21,6 +21,7 @@ import pytest
 from support import images, pusher
 from support.berth_env import BerthEnv
 from support.pki import CertificateAuthority
+from support.podman import Podman
 from support.registry import Registry
 from support.tokenserver import TokenServer
 
@@ -33,6 +34,8 @@ REQUIRED_TOOLS = {
     "debootstrap": "debootstrap",
     "unshare": "util-linux",
     "chroot": "coreutils",
+    "podman": "podman",
+    "runc": "runc",
 }
 
 
@@ -168,6 +171,15 @@ def make_registry(fixture_dir: str, test_ca: CertificateAuthority) -> Iterator[C
 def unique_repo() -> str:
     """A repository name no other test uses: ``berth-test/<random>``."""
     return f"berth-test/{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """podman with a private store and configuration (support/podman.py), removed after the test."""
+    require_tools("podman", "runc")
+    instance = Podman(tempfile.mkdtemp(prefix="berth-podman-", dir="/var/tmp"))
+    yield instance
+    instance.close()
 
 
 # -- images ---------------------------------------------------------------------------------

@@ -299,3 +299,17 @@ def test_docker_pulls_and_runs_what_berth_pushed(env: BerthEnv, library: Registr
             )
             assert ran.returncode == 0, ran.stderr
             assert ran.stdout == images.BUSYBOX_EXPECTED["etc/motd"].data.decode()
+
+
+def test_podman_pulls_and_runs_what_berth_pushed(env: BerthEnv, library: Registry, podman) -> None:
+    store_images = Images(env.config())
+    store_images.pull("busybox")
+    image_id = store_images.get("busybox").id
+    for fmt in ("oci", "docker"):
+        target = f"{library.host}/pushed-{uuid.uuid4().hex[:8]}/busybox:{fmt}"
+        store_images.push("busybox", target, fmt=fmt)
+        podman("pull", "-q", "--tls-verify=false", target)
+        assert podman("image", "inspect", "--format", "{{.Id}}", target).stdout.strip() == image_id.split(":")[1]
+        ran = podman("run", "--rm", "--network", "none", target, "cat", "/etc/motd", check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == images.BUSYBOX_EXPECTED["etc/motd"].data.decode()
