@@ -41,6 +41,51 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("login")
+def cmd_login(args: argparse.Namespace) -> int:
+    from .images import RegistryOptions
+
+    username, password = args.username, args.password
+    if args.password_stdin:
+        if password is not None:
+            raise InvalidArgument("--password and --password-stdin are mutually exclusive")
+        password = sys.stdin.readline().rstrip("\n")
+    elif password is not None:
+        echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
+    if username is None or password is None:
+        if not sys.stdin.isatty():
+            raise InvalidArgument("give --username and --password-stdin (stdin is not a terminal to ask on)")
+        import getpass
+
+        if username is None:
+            username = input("Username: ").strip()
+        if password is None:
+            password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise InvalidArgument("login needs a non-empty username and password")
+    options = RegistryOptions(
+        username=username,
+        password=password,
+        auth_file=args.authfile,
+        validate_certs=not args.tls_verify_false,
+        ca_path=args.ca,
+    )
+    stored = _images(args).login(args.server, options)
+    echo(f"Credentials saved in {stored}", file=sys.stderr)
+    echo("Login Succeeded")
+    return 0
+
+
+@command("logout")
+def cmd_logout(args: argparse.Namespace) -> int:
+    from .images import Images
+
+    if not Images.logout(args.server, args.authfile):
+        raise InvalidArgument(f"not logged in to {args.server}")
+    echo(f"Removing login credentials for {args.server}")
+    return 0
+
+
 @command("save")
 def cmd_save(args: argparse.Namespace) -> int:
     images = _images(args)
@@ -144,6 +189,21 @@ def add_image_commands(sub: Any) -> None:
     p.add_argument("target", nargs="?", help="where to push it (default: its own name)")
     p.add_argument("--format", choices=("oci", "docker"), help="manifest format (default: as the image was pulled)")
     _add_registry_options(p)
+
+    p = sub.add_parser("login", help="check and store credentials for a registry (as docker login)")
+    p.add_argument("server", nargs="?", default="docker.io", help="the registry (default: docker.io)")
+    p.add_argument("-u", "--username", help="user name (asked on a terminal when missing)")
+    p.add_argument("-p", "--password", help="password (insecure: prefer --password-stdin)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--authfile", help="the credentials file to write (default: ~/.docker/config.json)")
+    p.add_argument("--ca", help="CA certificate (file or directory of *.crt) to verify the registry with")
+    p.add_argument(
+        "--tls-verify=false", dest="tls_verify_false", action="store_true", help="do not verify TLS certificates"
+    )
+
+    p = sub.add_parser("logout", help="forget the stored credentials of a registry")
+    p.add_argument("server", nargs="?", default="docker.io", help="the registry (default: docker.io)")
+    p.add_argument("--authfile", help="the credentials file (default: ~/.docker/config.json)")
 
     p = sub.add_parser("save", help="write images to a tar archive (OCI image layout)")
     p.add_argument("images", nargs="+")

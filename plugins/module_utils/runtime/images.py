@@ -803,6 +803,32 @@ class Images:
         body, media_type = build_manifest(record.id, len(config), layers_of(record.layers), fmt or "oci")
         return reference, body, media_type
 
+    def login(self, registry: str, options: RegistryOptions) -> str:
+        """``docker login``: check *options*' credentials with *registry*, then store them; return the file.
+
+        *registry* is a host (``docker.io`` by default in the CLI) or a URL
+        like ``https://index.docker.io/v1/``.  Nothing is stored when the
+        registry refuses the credentials.
+        """
+        from .auth import normalize_auth_key, save_credentials
+
+        if options.username is None or options.password is None:
+            raise InvalidArgument("login needs a username and a password")
+        host = normalize_auth_key(registry).split("/", 1)[0]
+        if not host:
+            raise InvalidArgument(f"{registry!r} does not name a registry")
+        reference = parse_reference(f"{host}/berth/login")  # only its registry matters
+        with options.client(self.config) as client:
+            client.check_login(reference)
+        return save_credentials(host, client.credentials, options.auth_file)
+
+    @staticmethod
+    def logout(registry: str, auth_file: Optional[str] = None) -> bool:
+        """``docker logout``: forget the stored credentials of *registry*; False when there were none."""
+        from .auth import remove_credentials
+
+        return remove_credentials(registry, auth_file)
+
     def push(
         self,
         text: str,

@@ -954,6 +954,26 @@ class RegistryClient:
             raise error
         return identity
 
+    # --- login -----------------------------------------------------------------------
+
+    def check_login(self, reference: Reference) -> None:
+        """Check this client's credentials with the registry of *reference*, as ``docker login`` does.
+
+        ``GET /v2/`` must succeed: a Basic registry checks the credentials
+        itself, a token registry's token server must issue a token for them
+        (no scope asked).  The registry's own endpoint is used, never a mirror.
+        """
+
+        def at(connection: _Connection) -> None:
+            response = connection.request("GET", "/v2/", "")
+            try:
+                if response.status_code != 200:
+                    raise connection.error(response, f"the login to {connection.endpoint.host}")
+            finally:
+                response.close()
+
+        self._on_endpoints(reference, at, push=True)
+
     # --- push ------------------------------------------------------------------------
 
     def tag_digest(self, reference: Reference) -> Optional[str]:
