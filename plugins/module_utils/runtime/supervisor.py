@@ -290,8 +290,21 @@ def _close_all_but(keep: Sequence[int]) -> None:
                 os.close(fd)
 
 
+def _undo_start(runtime: Runtime, container: Container, plan: RunPlan, held: Any) -> None:
+    """Let go of what a start that failed had taken: held ports, the network, the cgroup."""
+    if held is not None:
+        held.close()
+    _teardown(
+        runtime,
+        container.id,
+        plan.attachment.to_dict() if plan.attachment else None,
+        plan.netns,
+        plan.cgroup.to_dict(),
+    )
+
+
 def _start_process(
-    runtime: Runtime, container: Container, plan: Any, stdin: Optional[int]
+    runtime: Runtime, container: Container, plan: RunPlan, stdin: Optional[int]
 ) -> Tuple[Any, int, int, Any]:
     """Start the container's process with its output on pipes; ``(started, out_r, err_r, held ports)``.
 
@@ -314,15 +327,7 @@ def _start_process(
             stdin = null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         started = process.start(plan.process_spec, plan.cgroup, stdin, out_w, err_w)
     except BaseException:
-        if held is not None:
-            held.close()
-        _teardown(
-            runtime,
-            container.id,
-            plan.attachment.to_dict() if plan.attachment else None,
-            plan.netns,
-            plan.cgroup.to_dict(),
-        )
+        _undo_start(runtime, container, plan, held)
         raise
     for fd in (out_w, err_w, null):
         if fd is not None:
@@ -427,15 +432,7 @@ def _record_running(
             os.kill(started.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(started.pid, 0)
-        if held is not None:
-            held.close()
-        _teardown(
-            runtime,
-            container.id,
-            plan.attachment.to_dict() if plan.attachment else None,
-            plan.netns,
-            plan.cgroup.to_dict(),
-        )
+        _undo_start(runtime, container, plan, held)
         if isinstance(exc, OSError):
             raise ContainerError(
                 f"cannot record the state of container {container.name} in {container.directory}: "
