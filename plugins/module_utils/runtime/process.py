@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from . import capabilities, libc, rootfs, seccomp, users
-from .cgroups import Cgroup, Layout, host_layout, parse_proc_cgroup
+from .cgroups import Cgroup, Layout, host_layout, join_file, parse_proc_cgroup
 from .config import DEFAULT_EXEC_ROOT
 from .errors import ContainerError, InvalidArgument
 from .rootfs import DEFAULT_SHM_SIZE, Mount, RootfsSpec
@@ -423,7 +423,7 @@ def _plan_start(
         security=security,
         stdio=stdio,
         tty=spec.tty,
-        cgroup_procs=cgroup.procs_files() if cgroup is not None else [],
+        cgroup_procs=cgroup.join_files() if cgroup is not None else [],
         rlimits=rlimits,
         keep_fds=keep,
         hostname=spec.hostname,
@@ -845,9 +845,7 @@ def _cgroup_procs_of(pid: int, layout: Layout) -> List[str]:
             own = parse_proc_cgroup(handle.read())
     except FileNotFoundError:
         raise ContainerError(f"the container's process {pid} is gone") from None
-    return [
-        os.path.join(layout.directory(key, path), "cgroup.procs") for key, path in own.items() if key in layout.mounts
-    ]
+    return [join_file(layout.directory(key, path), key) for key, path in own.items() if key in layout.mounts]
 
 
 def _rlimits_of(pid: int) -> List[Tuple[int, int, int]]:

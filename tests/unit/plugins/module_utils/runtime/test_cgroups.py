@@ -135,7 +135,7 @@ def test_v2_create_enables_controllers_top_down_and_writes_limits(v2_tree):
     assert _read(os.path.join(leaf, "cpu.max")) == "50000 100000"
     assert _read(os.path.join(leaf, "cpu.weight")) == "59"
     assert _read(os.path.join(leaf, "pids.max")) == "32"
-    assert group.procs_files() == [os.path.join(leaf, "cgroup.procs")]
+    assert group.join_files() == [os.path.join(leaf, "cgroup.procs")]
 
 
 def test_v2_does_not_rewrite_enabled_controllers(v2_tree):
@@ -276,7 +276,11 @@ def test_v1_systemd_gets_its_own_named_and_unified_cgroups(v1_tree):
     group = cgroups.Cgroup.create("c2", layout=v1_tree, systemd=True)
     assert group.directories["name=systemd"] == os.path.join(v1_tree.mounts["name=systemd"], "berth/c2")
     assert group.directories[""] == os.path.join(v1_tree.mounts[""], "berth/c2")
-    assert len(group.procs_files()) == 6
+    joins = group.join_files()
+    assert len(joins) == 6
+    assert os.path.join(group.directories[""], "cgroup.procs") in joins, "v2 has no tasks file"
+    assert os.path.join(group.directories["name=systemd"], "tasks") in joins
+    assert all(path.endswith("/tasks") for path in joins if not path.startswith(v1_tree.mounts[""] + "/"))
 
 
 def test_v1_freeze_and_oom(v1_tree):
