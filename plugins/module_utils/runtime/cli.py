@@ -238,6 +238,27 @@ class _Skipped:
         return self
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, sized without importing shutil (and bz2, lzma...) in every command."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: Any = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` says: $COLUMNS, else the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _OnlyCommand:
     """The subparsers action, building the parser of one command only (all of them when *wanted* is None)."""
 
@@ -250,6 +271,7 @@ class _OnlyCommand:
         if self.wanted is not None and name != self.wanted:
             return _Skipped()
         self.built = True
+        kwargs.setdefault("formatter_class", _Formatter)
         return self.sub.add_parser(name, **kwargs)
 
 
@@ -274,7 +296,9 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
 
 
 def _build_parser(wanted: Optional[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="berth", description="Run containers without a daemon.")
+    parser = argparse.ArgumentParser(
+        prog="berth", description="Run containers without a daemon.", formatter_class=_Formatter
+    )
     parser.add_argument("--config", help="daemon.json to use (default: $BERTH_CONFIG or /etc/berth/daemon.json)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     subparsers = parser.add_subparsers(dest="cmd", metavar="COMMAND")
