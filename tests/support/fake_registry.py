@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from .procs import IDLE_CONNECTION_TIMEOUT
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -205,6 +207,7 @@ class FakeRegistry:
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeRegistry
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_CONNECTION_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from .procs import IDLE_CONNECTION_TIMEOUT
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -205,6 +207,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     owner: FaultProxy
     cdn: bool
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_CONNECTION_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -11,6 +11,7 @@ runner creates is removed, also on failure.
 """
 
 import contextlib
+import gc
 import os
 import secrets
 import shutil
@@ -170,10 +171,14 @@ class Sandbox:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def wait_single_threaded(timeout: float = 10.0) -> None:
+def wait_single_threaded(timeout: float = 30.0) -> None:
     """Wait for the test servers' threads of earlier tests to end: ``process.start`` forks, so it refuses
     to run in a multi-threaded process, and a test would otherwise fail for a neighbour's reason.
+
+    Clients left to the garbage collector are collected first, so their connections close; a server's
+    handler thread ends at the latest ``procs.IDLE_CONNECTION_TIMEOUT`` seconds after its last request.
     """
+    gc.collect()
     deadline = time.monotonic() + timeout
     while threading.active_count() > 1:
         if time.monotonic() > deadline:

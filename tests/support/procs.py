@@ -15,6 +15,10 @@ import time
 from typing import Callable, Dict, List, Optional
 
 LOOPBACK = "127.0.0.1"
+# Seconds a test HTTP server's handler thread waits for the next request on a kept-alive connection.
+# Without a limit, a client that never closes (one left to the garbage collector) keeps a thread of
+# the pytest process alive, and in-process container starts refuse a multi-threaded caller.
+IDLE_CONNECTION_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
 
 

@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import procs
 from .pki import CertificateAuthority, KeyPair
+from .procs import IDLE_CONNECTION_TIMEOUT
 
 DEFAULT_SERVICE = "berth-test-registry"
 DEFAULT_ISSUER = "berth-test-token-server"
@@ -344,6 +345,7 @@ class TokenServer:
 def _handler_for(server: TokenServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = IDLE_CONNECTION_TIMEOUT
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: tests read ``TokenServer.requests`` instead."""
