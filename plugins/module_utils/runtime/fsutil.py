@@ -109,24 +109,19 @@ def locked(path: str, shared: bool = False, blocking: bool = True) -> Iterator[O
 def remove_tree(path: str) -> None:
     """Remove *path* recursively without following symlinks; missing is fine.
 
-    Overlay whiteouts (character devices) and read-only directories inside a
-    layer are handled: directories are made writable before descending.
+    Through directory descriptors (:func:`layerfs.remove_at`): a symlink
+    found on the way is removed, never followed, and trees deeper than the
+    recursion or descriptor limits come out too.  (Not ``shutil.rmtree``:
+    importing shutil cost ~2 ms of every ``berth run --rm``.)
     """
-    if not os.path.lexists(path):
-        return
-    if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)
-        return
-    import shutil  # only here: it costs ~2 ms, and most calls find nothing to remove
+    from .layerfs import remove_at
 
-    def on_error(func: Any, failed: str, exc_info: Any) -> None:
-        if isinstance(exc_info[1], FileNotFoundError):
-            return
-        if isinstance(exc_info[1], PermissionError):
-            parent = os.path.dirname(failed)
-            os.chmod(parent, 0o700)
-            func(failed)
-            return
-        raise exc_info[1]
-
-    shutil.rmtree(path, onerror=on_error)
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        remove_at(parent_fd, name)
+    finally:
+        os.close(parent_fd)

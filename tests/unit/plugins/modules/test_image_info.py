@@ -71,8 +71,12 @@ def test_all_images_with_history(store: Tuple[str, str], capsys) -> None:
 
 
 def test_empty_store_and_bad_name(tmp_path, capsys) -> None:
-    config = str(tmp_path / "absent.json")
+    """A data root with no store yet lists nothing (and creates nothing); a bad name fails clearly."""
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({"data-root": str(tmp_path / "data"), "exec-root": str(tmp_path / "run")}))
+    config = str(config)
     assert run(capsys, {"config": config})["images"] == []
+    assert not os.path.exists(tmp_path / "data" / "images")
     with (
         patch_module_args({"name": ["Nginx"], "config": config}),
         pytest.raises(SystemExit) as exited,
