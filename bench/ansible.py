@@ -58,14 +58,12 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-# conftest puts the collection on sys.path
-import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BerthEnv
 from support.berth_play import PlayResult, environment
 from support.registry import Registry
+
+from bench import CHECKOUT
 
 ANSIBLE_PACKAGE = "ansible==12.3.0"  # ships community.docker 4.8.5; pairs with ansible-core 2.19, the controller here
 COMMUNITY_VENV = "/var/tmp/berth-bench-ansible-12.3.0"

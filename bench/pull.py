@@ -29,25 +29,17 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-# conftest puts the collection on sys.path
-import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BerthEnv
 from support.podman import Podman as PrivatePodman
 from support.registry import Registry
 
+from bench.peers import run as _run
+
 DOCKER = "/usr/bin/docker"
 IMAGES = ("busybox", "nginx")
 TARGET_COLD_RATIO = 0.8
 TARGET_WARM_SECONDS = 0.150
-
-
-def _run(argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
-    completed = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({completed.returncode}): {completed.stderr[-1500:]}")
 
 
 def _load() -> str:

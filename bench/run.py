@@ -40,36 +40,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-# Importing the tests' conftest puts the collection on sys.path.
-import conftest  # noqa: F401  # pylint: disable=unused-import
 from support import images, pusher
 from support.berth_env import BERTH, BerthEnv
-from support.dockerd import Dockerd
 from support.podman import Podman as PrivatePodman
 from support.registry import Registry
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import netns
+from bench.peers import (
+    NSENTER,
+    PrivateDockerd,
+    docker_archive,
+    host_network_state,
+    private_netns,
+    restore_host,
+)
+from bench.peers import run as _run
 
 DOCKER = "/usr/bin/docker"
-NSENTER = "/usr/bin/nsenter"
 IMAGES = ("busybox", "nginx")
 NETWORKS = ("none", "bridge")
 TARGET_RATIO = 0.25
 TARGET_PSS_KB = 3 * 1024
-HOST_STATE_FILES = ("/proc/sys/net/ipv4/ip_forward",)
 
 Case = Tuple[str, str]  # (image, network)
-
-
-def _run(argv: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 300) -> str:
-    done = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
-    return done.stdout
 
 
 def pss_kb(pid: int) -> int:
@@ -100,36 +95,6 @@ def processes(comm: str, marker: str) -> List[int]:
         except OSError:
             continue
     return found
-
-
-def host_state() -> Dict[str, str]:
-    state = {}
-    for path in HOST_STATE_FILES:
-        with open(path, encoding="ascii") as handle:
-            state[path] = handle.read().strip()
-    rules = _run(["iptables-save", "-t", "filter"]) if shutil.which("iptables-save") else ""
-    state["FORWARD"] = next((line.split()[1] for line in rules.splitlines() if line.startswith(":FORWARD ")), "")
-    return state
-
-
-def restore_host(before: Dict[str, str]) -> List[str]:
-    after = host_state()
-    restored = []
-    for path in HOST_STATE_FILES:
-        if after[path] != before[path]:
-            with open(path, "w", encoding="ascii") as handle:
-                handle.write(before[path])
-            restored.append(f"{path}={before[path]}")
-    if before["FORWARD"] and after["FORWARD"] != before["FORWARD"]:
-        _run(["iptables", "-P", "FORWARD", before["FORWARD"]])
-        restored.append(f"iptables FORWARD policy {before['FORWARD']}")
-    return restored
-
-
-def docker_archive(layout: images.FixtureImages, name: str, work: str) -> str:
-    path = os.path.join(work, f"{name}.tar")
-    _run(["skopeo", "copy", "-q", f"oci:{layout.layout_path}:latest", f"docker-archive:{path}:{name}:latest"])
-    return path
 
 
 class Tool:
@@ -192,26 +157,13 @@ class Berth(Tool):
             print(f"berth clean-up problems: {problems}")
 
 
-class PrivateDockerd(Dockerd):
-    """dockerd with its default networking (docker0, iptables, FORWARD policy) inside its own network namespace."""
-
-    def __init__(self, netns_path: str) -> None:
-        super().__init__()
-        self.netns_path = netns_path
-
-    def argv(self) -> List[str]:
-        own = ("--bridge=", "--iptables=", "--ip-masq=", "--ip-forward=")
-        return [NSENTER, f"--net={self.netns_path}", "--", *(a for a in super().argv() if not a.startswith(own))]
-
-
 class Docker(Tool):
     name = "docker"
     per_container = "containerd-shim"
 
     def __init__(self, work: str, archives: Dict[str, str]) -> None:
-        self.netns = netns.create(os.path.join(work, "docker-netns"))
+        self.netns = private_netns(os.path.join(work, "docker-netns"))
         try:
-            _run([NSENTER, f"--net={self.netns}", "ip", "link", "set", "lo", "up"])
             self.daemon = PrivateDockerd(self.netns)
             self.daemon.start()
         except BaseException:
@@ -248,8 +200,7 @@ class Podman(Tool):
     per_container = "conmon"
 
     def __init__(self, work: str, archives: Dict[str, str]) -> None:
-        self.netns = netns.create(os.path.join(work, "podman-netns"))
-        _run([NSENTER, f"--net={self.netns}", "ip", "link", "set", "lo", "up"])
+        self.netns = private_netns(os.path.join(work, "podman-netns"))
         self.work = os.path.join(work, "podman")
         self.podman = PrivatePodman(
             self.work, wrapper=[NSENTER, f"--net={self.netns}", "--"], network_config_dir=f"{self.work}/net"
@@ -385,7 +336,7 @@ def build_tools(args: argparse.Namespace, registry: Registry, work: str) -> Tupl
     skipped = []
     archives: Dict[str, str] = {}
     if (not args.no_docker or not args.no_podman) and shutil.which("skopeo"):
-        archives = {name: docker_archive(layout, name, work) for name, layout in layouts.items()}
+        archives = {name: docker_archive(layout.layout_path, name, work) for name, layout in layouts.items()}
     starters: List[Tuple[str, bool, str, Callable[[], Tool]]] = [
         ("docker", args.no_docker, "/usr/sbin/dockerd", lambda: Docker(work, archives)),
         ("podman", args.no_podman, "podman", lambda: Podman(work, archives)),
@@ -416,7 +367,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if os.geteuid() != 0:
         print("run as root: sudo .venv/bin/python -m bench.run", file=sys.stderr)
         return 2
-    before = host_state()
+    before = host_network_state()
     work = tempfile.mkdtemp(prefix="berth-bench-run-", dir="/var/tmp")
     tools: List[Tool] = []
     status = 0

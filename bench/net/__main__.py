@@ -22,19 +22,13 @@ most 1.1 x direct.
 """
 
 import argparse
-import os
 import shutil
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from typing import Dict, List, Tuple
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-# Importing the tests' conftest puts the collection on sys.path.
-import conftest  # noqa: F401  # pylint: disable=unused-import
 from support.netlab import Lab
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import network, portproxy

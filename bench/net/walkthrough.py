@@ -23,34 +23,21 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from support import images, pusher
 from support.berth_env import BerthEnv
-from support.dockerd import Dockerd
 from support.procs import free_port
 from support.registry import Registry
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import netns
+from bench.peers import PrivateDockerd, docker_archive, host_network_state, private_netns, restore_host
+from bench.peers import run as _run
 
 DOCKER = "/usr/bin/docker"
-NSENTER = "/usr/bin/nsenter"
 TARGET_RATIO = 0.5
-HOST_SYSCTLS = (
-    "/proc/sys/net/ipv4/ip_forward",
-    "/proc/sys/net/bridge/bridge-nf-call-iptables",
-    "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
-)
-
-
-def _run(argv: List[str], env: Optional[Dict[str, str]] = None, timeout: float = 300) -> str:
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-1500:]}")
-    return done.stdout
 
 
 def _http_status(port: int, inside: Optional[str]) -> int:
@@ -85,65 +72,16 @@ def time_to_first_200(start: Callable[[], None], port: int, inside: Optional[str
     raise RuntimeError(f"nothing answered 200 on port {port} within 60 s")
 
 
-def host_network_state() -> Dict[str, str]:
-    """What dockerd would change on the host if it were not in its own namespace."""
-    state = {}
-    for path in HOST_SYSCTLS:
-        try:
-            with open(path, encoding="ascii") as handle:
-                state[path] = handle.read().strip()
-        except OSError:
-            state[path] = ""
-    rules = _run(["iptables-save", "-t", "filter"]) if shutil.which("iptables-save") else ""
-    state["FORWARD policy"] = next((line for line in rules.splitlines() if line.startswith(":FORWARD ")), "")
-    state["FORWARD policy"] = state["FORWARD policy"].split(" [")[0]
-    state["docker chains"] = " ".join(
-        sorted(line.split()[0] for line in rules.splitlines() if line.startswith(":DOCKER"))
-    )
-    return state
-
-
-def restore_host(before: Dict[str, str]) -> List[str]:
-    """Put back the sysctls and the FORWARD policy if they moved; what was restored."""
-    after = host_network_state()
-    restored = []
-    for path in HOST_SYSCTLS:
-        if before[path] and after[path] != before[path]:
-            with open(path, "w", encoding="ascii") as handle:
-                handle.write(before[path])
-            restored.append(f"{path}={before[path]}")
-    if before["FORWARD policy"] and after["FORWARD policy"] != before["FORWARD policy"]:
-        policy = before["FORWARD policy"].split()[1]
-        _run(["iptables", "-P", "FORWARD", policy])
-        restored.append(f"iptables FORWARD policy {policy}")
-    return restored
-
-
-class PrivateDockerd(Dockerd):
-    """dockerd with its default networking (docker0, iptables, docker-proxy) inside a network namespace of its own."""
-
-    def __init__(self, netns_path: str) -> None:
-        super().__init__()
-        self.netns_path = netns_path
-
-    def argv(self) -> List[str]:
-        own = ("--bridge=", "--iptables=", "--ip-masq=", "--ip-forward=")
-        daemon = [arg for arg in super().argv() if not arg.startswith(own)]
-        return [NSENTER, f"--net={self.netns_path}", "--", *daemon]
-
-
 class DockerSide:
     """dockerd in a private namespace with the nginx image loaded."""
 
     def __init__(self, work: str, nginx: images.FixtureImages) -> None:
-        self.netns = netns.create(os.path.join(work, "netns"))
+        self.netns = private_netns(os.path.join(work, "netns"))
         self.daemon = PrivateDockerd(self.netns)
         self.cli = [DOCKER, "-H", self.daemon.docker_host]
         try:
-            _run([NSENTER, f"--net={self.netns}", "ip", "link", "set", "lo", "up"])
             self.daemon.start()
-            archive = os.path.join(work, "nginx.tar")
-            _run(["skopeo", "copy", "-q", f"oci:{nginx.layout_path}:latest", f"docker-archive:{archive}:nginx:latest"])
+            archive = docker_archive(nginx.layout_path, "nginx", work)
             _run([*self.cli, "load", "-q", "-i", archive])
             os.unlink(archive)
         except BaseException:
