@@ -4,8 +4,8 @@ When a volume (named or anonymous, never a bind mount) is mounted over a
 directory of the image and the volume is empty, Docker first copies that
 directory's content, ownership and mode into it, so an image's ``VOLUME``
 keeps the files the image put there.  This runs in the container's set-up
-child before the volume is mounted, with imports already closed, so it uses
-``os`` alone.
+child before the volume is mounted, where imports are already closed: what
+it calls is imported with this module.
 
 The source is a directory descriptor resolved *inside* the container's root
 (:func:`rootfs.open_in_root`) and everything below it is opened relative to
@@ -20,6 +20,8 @@ import errno
 import os
 import stat
 from typing import Dict, Tuple
+
+from .layerfs import remove_at
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -39,24 +41,10 @@ def populate_empty_volume(image_dir: int, volume_dir: int) -> bool:
         _copy_children(image_dir, volume_dir, volume_dir, "", {})
         _copy_metadata(image_dir, volume_dir, os.fstat(image_dir))
     except BaseException:
-        _remove_children(volume_dir)  # empty again: the next start copies afresh instead of keeping half
+        for name in os.listdir(volume_dir):  # empty again: the next start copies afresh instead of keeping half
+            remove_at(volume_dir, name)
         raise
     return True
-
-
-def _remove_children(directory: int) -> None:
-    for name in os.listdir(directory):
-        try:
-            os.unlink(name, dir_fd=directory)
-            continue
-        except IsADirectoryError:
-            pass
-        child = os.open(name, _DIR_FLAGS, dir_fd=directory)
-        try:
-            _remove_children(child)
-        finally:
-            os.close(child)
-        os.rmdir(name, dir_fd=directory)
 
 
 def _copy_children(
