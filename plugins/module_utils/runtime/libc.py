@@ -62,13 +62,20 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _AT_FDCWD = -100
 _RESOLVE_IN_ROOT = 0x10
 
+OPEN_TREE_CLONE = 0x1
+_AT_EMPTY_PATH = 0x1000
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOUNT_ATTR_IDMAP = 0x100000
+
+# System calls added since Linux 5.1 have one number on every architecture.
+_UNIFIED = {"open_tree": 428, "move_mount": 429, "openat2": 437, "mount_setattr": 442}
 # System call numbers of the calls glibc may not wrap, per architecture.
 _SYSCALLS: Dict[str, Dict[str, int]] = {
-    "x86_64": {"pivot_root": 155, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "openat2": 437},
-    "ppc64le": {"pivot_root": 203, "openat2": 437},
-    "s390x": {"pivot_root": 217, "openat2": 437},
-    "riscv64": {"pivot_root": 41, "openat2": 437},
+    "x86_64": {"pivot_root": 155, **_UNIFIED},
+    "aarch64": {"pivot_root": 41, **_UNIFIED},
+    "ppc64le": {"pivot_root": 203, **_UNIFIED},
+    "s390x": {"pivot_root": 217, **_UNIFIED},
+    "riscv64": {"pivot_root": 41, **_UNIFIED},
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -84,6 +91,8 @@ _libc.syncfs.argtypes = [ctypes.c_int]
 _libc.setdomainname.argtypes = [_c_str, ctypes.c_size_t]
 _libc.sethostname.argtypes = [_c_str, ctypes.c_size_t]
 _libc.syscall.restype = ctypes.c_long
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.argtypes = [ctypes.c_uint]
 
 
 class _CapHeader(ctypes.Structure):
@@ -92,6 +101,15 @@ class _CapHeader(ctypes.Structure):
 
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 class _SockFprog(ctypes.Structure):
@@ -153,6 +171,60 @@ def pivot_root(new_root: str, put_old: str) -> None:
     number = _syscall_number("pivot_root")
     if _libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old)) != 0:
         _raise(f"pivot_root({new_root!r}, {put_old!r})", new_root)
+
+
+def idmap_in_place(path: str, userns_fd: int) -> None:
+    """Cover the directory *path* with an idmapped bind mount of itself (Linux 5.12+).
+
+    Through the new mount, files appear owned as the mapping of the user
+    namespace *userns_fd* says (on-disk uid 0 is that namespace's root), and
+    files created through it are stored with the ids mapped back.  The bind
+    is placed in the caller's mount namespace only.
+    """
+    target = os.fsencode(path)
+    tree = _libc.syscall(
+        ctypes.c_long(_syscall_number("open_tree")),
+        ctypes.c_int(_AT_FDCWD),
+        target,
+        ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC),
+    )
+    if tree < 0:
+        _raise(f"open_tree {path}", path)
+    try:
+        attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        number = _syscall_number("mount_setattr")
+        if _libc.syscall(
+            ctypes.c_long(number),
+            ctypes.c_int(tree),
+            b"",
+            ctypes.c_uint(_AT_EMPTY_PATH),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ):
+            _raise(f"idmapped mount of {path}", path)
+        number = _syscall_number("move_mount")
+        if _libc.syscall(
+            ctypes.c_long(number),
+            ctypes.c_int(tree),
+            b"",
+            ctypes.c_int(_AT_FDCWD),
+            target,
+            ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
+        ):
+            _raise(f"move_mount onto {path}", path)
+    finally:
+        os.close(tree)
+
+
+def set_filesystem_ids(uid: int, gid: int) -> None:
+    """setfsgid(2) and setfsuid(2): the ids file operations use, nothing else changes.
+
+    They report no errors; the ids read back from the kernel are checked instead.
+    """
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+    if _libc.setfsgid(0xFFFFFFFF) != gid or _libc.setfsuid(0xFFFFFFFF) != uid:
+        raise OSError(1, f"cannot set the filesystem ids to {uid}:{gid}")
 
 
 def syncfs(fd: int) -> None:

@@ -41,11 +41,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
-from . import capabilities, libc, rootfs, seccomp, users
+from . import capabilities, libc, rootfs, seccomp, userns, users
 from .cgroups import Cgroup, Layout, host_layout, join_file, parse_proc_cgroup
 from .config import DEFAULT_EXEC_ROOT
 from .errors import ContainerError, InvalidArgument
 from .rootfs import DEFAULT_SHM_SIZE, Mount, RootfsSpec
+from .userns import IdMap
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_TIMEOUT = 60.0
@@ -86,7 +87,10 @@ class ContainerSpec:
     su) are part of what a booted system runs.  ``die_with_parent``: the
     kernel kills the container (SIGKILL to its PID 1, which takes the whole
     pid namespace with it) when the process that started it dies, so a
-    container never outlives its supervisor unobserved.
+    container never outlives its supervisor unobserved.  ``userns``: run in
+    a user namespace with this id map (see :mod:`.userns`), the directories
+    in ``idmapped_paths`` (layers, the container's own directory, volumes)
+    shown through idmapped mounts.
     """
 
     rootfs: RootfsSpec
@@ -114,6 +118,8 @@ class ContainerSpec:
     tty: bool = False
     shm_size: int = DEFAULT_SHM_SIZE
     die_with_parent: bool = True
+    userns: Optional[IdMap] = None
+    idmapped_paths: List[str] = field(default_factory=list)
 
     @property
     def is_systemd(self) -> bool:
@@ -215,6 +221,9 @@ class _Plan:
     oom_score_adj: Optional[int] = None
     join_fds: List[Tuple[int, int]] = field(default_factory=list)
     die_with_parent: bool = False
+    idmap: Optional[IdMap] = None
+    userns_fd: Optional[int] = None
+    idmapped_paths: List[str] = field(default_factory=list)
 
 
 # -- helpers the caller may use -----------------------------------------------------------
@@ -376,16 +385,25 @@ def start(
         raise InvalidArgument("no command: the image has no Entrypoint or Cmd and none was given")
     plan = _plan_start(spec, cgroup, (stdin, stdout, stderr), layout)
     try:
+        if spec.userns is not None:
+            plan.userns_fd = userns.create(spec.userns)
+            plan.keep_fds.append(plan.userns_fd)
         return _fork_and_wait(plan, None, timeout, _container_child)
     finally:
-        if plan.netns_fd is not None:
-            os.close(plan.netns_fd)
+        for fd in (plan.netns_fd, plan.userns_fd):
+            if fd is not None:
+                os.close(fd)
 
 
 def _plan_start(
     spec: ContainerSpec, cgroup: Optional[Cgroup], stdio: Tuple[int, int, int], layout: Optional[Layout]
 ) -> _Plan:
     systemd = spec.is_systemd
+    if spec.userns is not None and (spec.privileged or systemd):
+        what = "privileged" if spec.privileged else "systemd"
+        raise InvalidArgument(
+            f"userns: {what} containers need the host's user namespace (they mount and own devices): use userns host"
+        )
     layout = layout or host_layout()
     joined = list(cgroup.directories) if cgroup is not None else None
     rootfs_plan = rootfs.plan(
@@ -401,6 +419,7 @@ def _plan_start(
         cgroup_version=layout.version,
         cgroup_mounts=layout.mounts,
         cgroup_joined=joined,
+        tty_gid=spec.userns.host_gid(rootfs.TTY_GID) if spec.userns else rootfs.TTY_GID,
     )
     env = list(spec.env)
     if systemd and not any(item.startswith("container=") for item in env):
@@ -434,6 +453,8 @@ def _plan_start(
         rootfs_plan=rootfs_plan,
         oom_score_adj=oom,
         die_with_parent=spec.die_with_parent,
+        idmap=spec.userns,
+        idmapped_paths=list(spec.idmapped_paths) if spec.userns else [],
     )
 
 
@@ -685,6 +706,8 @@ def _verify_cwd() -> None:
 def _exec(plan: _Plan, err_write: int, stage: List[str]) -> NoReturn:
     stage[0] = "resolving the user"
     user = users.resolve_in_container(plan.user, plan.group_add)
+    if plan.idmap is not None:
+        _check_mapped(user, plan.idmap)
     env = _environment(plan.env, user.home)
     for number, soft, hard in plan.rlimits:
         resource.setrlimit(number, (soft, hard))
@@ -708,6 +731,15 @@ def _exec(plan: _Plan, err_write: int, stage: List[str]) -> NoReturn:
         code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_CANNOT_INVOKE
         raise ExecFailed(f'exec: "{plan.args[0]}": {exc.strerror}', code) from None
     raise AssertionError("execve returned")
+
+
+def _check_mapped(user: users.ExecUser, idmap: IdMap) -> None:
+    outside = [i for i in (user.uid, user.gid, *user.groups) if i >= idmap.size]
+    if outside:
+        raise ContainerError(
+            f"id {outside[0]} of user {user.uid}:{user.gid} is outside the container's user namespace "
+            f"(ids 0-{idmap.size - 1})"
+        )
 
 
 def _child(plan: _Plan, err_write: int, enter: Callable[[_Plan, List[str]], None]) -> NoReturn:
@@ -750,6 +782,9 @@ def _enter_new_container(plan: _Plan, stage: List[str]) -> None:
     if plan.new_network:
         _loopback_up()
     libc.mount(None, "/", None, libc.MS_SLAVE | libc.MS_REC)
+    if plan.idmap is not None:
+        stage[0] = "mapping the container's files to its user namespace"
+        _map_files(plan)
     _drop_importers()
     stage[0] = "preparing the root filesystem"
     if plan.rootfs_plan is None:
@@ -765,6 +800,54 @@ def _enter_new_container(plan: _Plan, stage: List[str]) -> None:
         libc.setdomainname(plan.domainname)
     if plan.oom_score_adj is not None:
         _write_file("/proc/self/oom_score_adj", str(plan.oom_score_adj))
+    if plan.userns_fd is not None:
+        stage[0] = "entering the user namespace"
+        libc.setns(plan.userns_fd, libc.CLONE_NEWUSER)
+        os.close(plan.userns_fd)
+
+
+def _give_stdio_pipes(idmap: IdMap) -> None:
+    """Make the container's root the owner of its anonymous stdio pipes and sockets.
+
+    Images link log files to ``/dev/stdout`` (nginx), and reopening a pipe
+    through ``/proc/self/fd`` checks its owner, which the container's root
+    otherwise is not.  Files and terminals of the caller are left alone.
+    """
+    for fd in (0, 1, 2):
+        try:
+            kind = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if kind.startswith(("pipe:", "socket:")):
+            os.fchown(fd, idmap.uid, idmap.gid)
+
+
+def _map_files(plan: _Plan) -> None:
+    """Show the container's files through idmapped mounts, and create them as the container's root.
+
+    The overlay keeps the credentials of its mounter for every later
+    copy-up, and an idmapped mount refuses to create files for ids it does
+    not map: so the set-up works with the filesystem ids of the container's
+    root (capabilities raised again, since leaving fsuid 0 clears them).
+    The namespace's network may then bind ports below 1024: its root holds
+    no capability over a network namespace the host's user namespace owns.
+    """
+    if plan.idmap is None or plan.userns_fd is None:
+        raise ContainerError("internal error: a user namespace without its id map")
+    if plan.new_network or plan.netns_fd is not None:
+        _write_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+    _give_stdio_pipes(plan.idmap)
+    _effective, permitted, inheritable = libc.capget()
+    libc.set_filesystem_ids(plan.idmap.uid, plan.idmap.gid)
+    libc.capset(permitted, permitted, inheritable)
+    for path in plan.idmapped_paths:
+        try:
+            libc.idmap_in_place(path, plan.userns_fd)
+        except OSError as exc:
+            raise ContainerError(
+                f"cannot map {path} into the container's user namespace ({exc.strerror}): user namespaces need "
+                "idmapped mounts (Linux 5.19+, on ext4, xfs, btrfs or tmpfs)"
+            ) from None
 
 
 # -- exec into a running container ------------------------------------------------------------
@@ -791,9 +874,9 @@ def exec_in(
     """Run *spec* inside the container whose init is *pid*; return the new process (a child of the caller).
 
     The process joins the init's namespaces (mnt, pid, uts, ipc, net,
-    cgroup) and cgroups, and gets the capabilities, no_new_privs and seccomp
-    filter *spec* asks for (the container's, via :meth:`ExecSpec.like`), and
-    the init's rlimits.
+    cgroup, and user when it has its own) and cgroups, and gets the
+    capabilities, no_new_privs and seccomp filter *spec* asks for (the
+    container's, via :meth:`ExecSpec.like`), and the init's rlimits.
     """
     _require_single_thread()
     if not spec.args:
@@ -815,6 +898,10 @@ def exec_in(
                 raise ContainerError(f"the container's process {pid} is gone") from None
             opened.append(fd)
             join_fds.append((fd, flag))
+        if not userns.is_own(pid):
+            fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(fd)
+            join_fds.append((fd, libc.CLONE_NEWUSER))  # last: the others belong to the host's namespace
         pidns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         opened.append(pidns)
         plan = _Plan(

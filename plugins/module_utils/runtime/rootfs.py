@@ -54,6 +54,7 @@ DEV_SYMLINKS = (
     ("core", "/proc/kcore"),
 )
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+TTY_GID = 5  # the group of terminals in Debian, Fedora and busybox images alike
 SYSTEMD_COMMANDS = ("/sbin/init", "/lib/systemd/systemd", "/usr/lib/systemd/systemd", "/usr/sbin/init")
 
 _FLAG_WORDS = {
@@ -135,6 +136,7 @@ class RootfsPlan:
     tty: bool
     rootfs_flags: int = 0
     extra_tmpfs: List[str] = field(default_factory=list)
+    tty_gid: int = TTY_GID
 
 
 # -- pure helpers -----------------------------------------------------------------
@@ -297,6 +299,7 @@ def plan(
     cgroup_version: int = 1,
     cgroup_mounts: Optional[Dict[str, str]] = None,
     cgroup_joined: Optional[Sequence[str]] = None,
+    tty_gid: int = TTY_GID,
 ) -> RootfsPlan:
     """Check a container's filesystem description and compute its plan (host side, no side effects)."""
     data = overlay_data(rootfs, overlay_options_supported())
@@ -351,6 +354,7 @@ def plan(
         tty=tty,
         rootfs_flags=0 if privileged else libc.MS_NODEV,
         extra_tmpfs=extra_tmpfs,
+        tty_gid=tty_gid,
     )
 
 
@@ -630,7 +634,7 @@ def _mount_dev(root: int, p: RootfsPlan) -> None:
             "devpts",
             "devpts",
             libc.MS_NOSUID | libc.MS_NOEXEC,
-            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+            f"newinstance,ptmxmode=0666,mode=0620,gid={p.tty_gid}",
         )
         _mount_at(
             os.open("shm", os.O_PATH | os.O_CLOEXEC, dir_fd=dev),
