@@ -171,6 +171,17 @@ options:
       - Give the container all capabilities and host devices, without seccomp, masked paths or read-only paths.
     type: bool
     default: false
+  userns:
+    description:
+      - The user namespace of the container. V(host) (the default) shares the host's, as Docker does.
+      - V(auto) maps the container's ids 0-65535 to the subordinate ids of the user C(berth) in C(/etc/subuid) and
+        C(/etc/subgid) (like Docker's C(userns-remap=default)); V(HOST_UID[:HOST_GID[:SIZE]]) maps them to the ids
+        given (GID defaults to the UID, SIZE to 65536). The container's root is then an unprivileged user of the
+        host; image layers, the container's changes and named volumes keep the image's ids on disk, shown through
+        idmapped mounts (Linux 5.19+). Bind-mounted host files keep their host owners.
+      - Cannot be combined with O(privileged) or systemd containers.
+    type: str
+    default: host
   capabilities:
     description:
       - Capabilities to add to Docker's default set (V(NET_ADMIN) or V(CAP_NET_ADMIN)).
@@ -361,6 +372,7 @@ SPEC_OPTIONS = (
     "publish_all_ports",
     "network_aliases",
     "privileged",
+    "userns",
     "cap_drop",
     "read_only",
     "stop_signal",
@@ -592,6 +604,7 @@ def main() -> None:
             "restart_policy": {"type": "str", "default": "no"},
             "restart_retries": {"type": "int"},
             "privileged": {"type": "bool", "default": False},
+            "userns": {"type": "str", "default": "host"},
             "capabilities": {"type": "list", "elements": "str", "aliases": ["cap_add"]},
             "cap_drop": {"type": "list", "elements": "str"},
             "read_only": {"type": "bool", "default": False},

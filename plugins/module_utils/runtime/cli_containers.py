@@ -38,6 +38,7 @@ def _spec_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         "network_aliases": args.network_alias,
         "restart_policy": args.restart,
         "privileged": args.privileged,
+        "userns": args.userns,
         "cap_add": args.cap_add,
         "cap_drop": args.cap_drop,
         "read_only": args.read_only,
@@ -418,7 +419,7 @@ def cmd_network(args: argparse.Namespace) -> int:
 
 @command("info")
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import cgroups, network, seccomp
+    from . import cgroups, network, seccomp, userns
 
     runtime = _runtime(args)
     containers = runtime.list()
@@ -434,6 +435,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"Berth Root Dir: {runtime.config.data_root}",
         f"Cgroup Version: {layout.version}",
         f"Seccomp: {seccomp.status()}",
+        f"User Namespaces: {userns.status()}",
         *network.info_lines(net),
         f"Registry Mirrors: {', '.join(m + '/' for m in runtime.config.registry_mirrors) or '-'}",
         f"Insecure Registries: {', '.join(('127.0.0.0/8', *runtime.config.insecure_registries))}",
@@ -468,6 +470,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-h", "--hostname", help="container host name")
     parser.add_argument("--restart", default="no", help="no, always, unless-stopped, on-failure[:N]")
     parser.add_argument("--privileged", action="store_true", help="give the container extended privileges")
+    parser.add_argument(
+        "--userns", default="host", help="user namespace: host, auto or HOST_UID[:HOST_GID[:SIZE]] for the root"
+    )
     parser.add_argument("--cap-add", action="append", default=[], help="add a Linux capability")
     parser.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability")
     parser.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")

@@ -30,6 +30,7 @@ the host either.
 """
 
 import contextlib
+import copy
 import os
 import signal
 import time
@@ -92,6 +93,10 @@ class Container:
         self.directory = directory
         self.record = record
         self.state = state
+        stored = record.get("spec")
+        if stored is not None:
+            for key in spec_module.DEFAULTS.keys() - stored.keys():  # created by an older Berth
+                stored[key] = copy.deepcopy(spec_module.DEFAULTS[key])
 
     def __repr__(self) -> str:
         return f"Container({self.id[:12]}, {self.record.get('name')!r})"
@@ -648,6 +653,7 @@ class Runtime:
                 "RestartPolicy": {"Name": policy, "MaximumRetryCount": int(retries or 0)},
                 "AutoRemove": bool(record.get("auto_remove")),
                 "Privileged": spec["privileged"],
+                "UsernsMode": "" if spec["userns"] == "host" else spec["userns"],
                 "CapAdd": spec["cap_add"],
                 "CapDrop": spec["cap_drop"],
                 "ReadonlyRootfs": spec["read_only"],

@@ -15,6 +15,7 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+from . import userns
 from .errors import InvalidArgument
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -73,6 +74,7 @@ DEFAULTS: Dict[str, Any] = {
     "network_aliases": [],
     "restart_policy": "no",
     "privileged": False,
+    "userns": "host",
     "cap_add": [],
     "cap_drop": [],
     "read_only": False,
@@ -405,6 +407,7 @@ def normalize(options: Mapping[str, Any]) -> Dict[str, Any]:
         network_aliases=sorted(set(options.get("network_aliases") or ())),
         restart_policy=parse_restart_policy(options.get("restart_policy")),
         privileged=bool(options.get("privileged")),
+        userns=userns.normalize(options.get("userns")),
         cap_add=parse_capabilities(options.get("cap_add"), "cap_add"),
         cap_drop=parse_capabilities(options.get("cap_drop"), "cap_drop"),
         read_only=bool(options.get("read_only")),
@@ -419,6 +422,8 @@ def normalize(options: Mapping[str, Any]) -> Dict[str, Any]:
         raise _fail("working_dir", spec["working_dir"], "must be an absolute path")
     if spec["hostname"] is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}", spec["hostname"]):
         raise _fail("hostname", spec["hostname"], "is not a valid host name")
+    if spec["privileged"] and spec["userns"] != userns.HOST:
+        raise _fail("userns", spec["userns"], "cannot be combined with privileged: use userns host")
     if spec["network_mode"] != "bridge" and (spec["published_ports"] or spec["publish_all_ports"]):
         raise _fail("published_ports", options.get("published_ports"), "need network_mode bridge")
     targets = [volume["target"] for volume in spec["volumes"]] + list(spec["tmpfs"])
@@ -462,6 +467,8 @@ def effective(spec: Mapping[str, Any], image_config: Mapping[str, Any]) -> Dict[
     systemd = spec["systemd"]
     if systemd == "auto":
         systemd = args[0] in SYSTEMD_COMMANDS
+    if systemd and spec["userns"] != userns.HOST:
+        raise _fail("userns", spec["userns"], "cannot run systemd, which mounts file systems: use userns host")
     stop_signal = spec["stop_signal"] or parse_signal(config.get("StopSignal")) or "SIGTERM"
     if systemd and not spec["stop_signal"]:
         stop_signal = "SIGRTMIN+3"

@@ -66,6 +66,7 @@ def _resources(spec: Dict[str, Any]) -> Any:
 
 def process_spec(runtime: Runtime, container: Container, network: str, etc_files: Dict[str, str]) -> Any:
     """The :class:`process.ContainerSpec` of a container (also the base of its execs)."""
+    from . import userns
     from .process import ContainerSpec
     from .rootfs import Mount, RootfsSpec
 
@@ -114,6 +115,9 @@ def process_spec(runtime: Runtime, container: Container, network: str, etc_files
         systemd=effective["systemd"],
         tty=spec["tty"],
         no_new_privs=spec.get("no_new_privileges"),
+        userns=userns.resolve(spec["userns"]),
+        idmapped_paths=[runtime.store.layers, container.directory]
+        + ([runtime.volumes] if any(volume["type"] == "volume" for volume in record.get("volumes", [])) else []),
     )
 
 

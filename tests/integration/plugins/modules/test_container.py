@@ -61,6 +61,7 @@ def test_create_then_no_op(env: BerthEnv) -> None:
         ({"capabilities": ["NET_ADMIN", "SYS_TIME"]}, "cap_add"),  # a set
         ({"env": {"MODE": "blue"}}, "env"),  # a dict
         ({"published_ports": ["127.0.0.1::80"]}, "published_ports"),
+        ({"userns": "200000"}, "userns"),  # a user namespace, spelled short
     ],
 )
 def test_one_changed_option_recreates(env: BerthEnv, change: Dict[str, Any], option: str) -> None:
