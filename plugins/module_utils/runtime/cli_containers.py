@@ -8,7 +8,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .cli import _print_json, _pull, _registry_options, _runtime, command, echo
-from .errors import BerthError, InvalidArgument
+from .errors import BerthError, InvalidArgument, StateError
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -306,18 +306,35 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise InvalidArgument("exec needs a command to run in the container")
     stdin = 0 if args.interactive else os.open(os.devnull, os.O_RDONLY)
+    stdio = (stdin, 1, 2)
+    tty = args.tty and not args.detach
+    if tty:
+        from .terminal import open_pty_in
+
+        state = container.observe()
+        if state["status"] != "running":
+            raise StateError(f"container {container.name} is not running")
+        master, slave = open_pty_in(state["pid"], 0 if args.interactive else 1)
+        stdio = (slave, slave, slave)
     pid = runtime.exec(
         container,
         args.command,
         env=_env_list(args.env) or None,
         cwd=args.workdir,
         user=args.user,
-        tty=args.tty,
+        tty=tty,
         privileged=args.privileged,
-        stdio=(stdin, 1, 2),
+        stdio=stdio,
     )
     if args.detach:
         return 0
+    if tty:
+        from .terminal import attached, relay
+
+        os.close(slave)
+        keys = 0 if args.interactive else None
+        with attached(master, keys):
+            relay(master, keys, 1)
     status = os.waitpid(pid, 0)[1]
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

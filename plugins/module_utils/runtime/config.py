@@ -10,8 +10,7 @@ all defaults.
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -26,9 +25,8 @@ DEFAULT_BIP = "10.89.0.1/16"
 AddressPool = Tuple[str, int]
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
-    """The settings of one host, already validated."""
+class DaemonConfig(NamedTuple):
+    """The settings of one host, already validated (immutable: :meth:`with_overrides` makes copies)."""
 
     path: Optional[str] = None
     data_root: str = DEFAULT_DATA_ROOT
@@ -46,8 +44,8 @@ class DaemonConfig:
     ip_masq: bool = True
     firewall_backend: str = "auto"
     userland_proxy: bool = False
-    log_opts: Dict[str, str] = field(default_factory=dict)
-    extra: Dict[str, Any] = field(default_factory=dict)
+    log_opts: Dict[str, str] = {}  # one shared empty dict: configs are never changed in place
+    extra: Dict[str, Any] = {}
 
     def with_overrides(self, **changes: Any) -> "DaemonConfig":
         """A copy with some settings replaced (module or CLI options win over the file)."""
@@ -57,7 +55,7 @@ class DaemonConfig:
             changes["registry_mirrors"] = tuple(validate_mirror(url, "registry_mirrors") for url in mirrors)
         if "insecure_registries" in changes:
             changes["insecure_registries"] = tuple(changes["insecure_registries"])
-        return replace(self, **changes)
+        return self._replace(**changes)
 
     @property
     def bridge_network(self) -> ipaddress.IPv4Interface:

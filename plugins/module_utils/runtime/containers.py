@@ -30,7 +30,6 @@ the host either.
 """
 
 import contextlib
-import copy
 import os
 import signal
 import time
@@ -94,8 +93,10 @@ class Container:
         self.record = record
         self.state = state
         stored = record.get("spec")
-        if stored is not None:
-            for key in spec_module.DEFAULTS.keys() - stored.keys():  # created by an older Berth
+        if stored is not None and spec_module.DEFAULTS.keys() - stored.keys():  # created by an older Berth
+            import copy
+
+            for key in spec_module.DEFAULTS.keys() - stored.keys():
                 stored[key] = copy.deepcopy(spec_module.DEFAULTS[key])
 
     def __repr__(self) -> str:

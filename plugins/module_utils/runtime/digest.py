@@ -6,7 +6,6 @@ a path in a URL, so it is checked *before* any such use (CVE-2024-3727:
 image spec registers are accepted, with their exact lowercase hex lengths.
 """
 
-import hashlib
 import re
 from typing import Any, BinaryIO, Callable, Optional, Tuple
 
@@ -57,6 +56,8 @@ def new_hasher(digest_or_algorithm: str) -> Any:
     algorithm = digest_or_algorithm.partition(":")[0]
     if algorithm not in ALGORITHMS:
         raise InvalidArgument(f"unsupported digest algorithm {algorithm!r}; only sha256 and sha512 are accepted")
+    import hashlib  # here: OpenSSL's start-up costs ~3 ms of every command that hashes nothing
+
     return hashlib.new(algorithm)
 
 
@@ -68,6 +69,8 @@ def digest_bytes(data: bytes, algorithm: str = "sha256") -> str:
 
 def sha256_bytes(data: bytes) -> str:
     """``"sha256:<hex>"`` of *data*."""
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

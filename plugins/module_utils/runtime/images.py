@@ -11,8 +11,7 @@ diff_id, and the image record only once every layer is published.
 
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .config import DaemonConfig
 from .digest import validate_digest
@@ -32,8 +31,7 @@ def _quiet(event: str, subject: str, current: int, total: int) -> None:
     """The default progress sink: says nothing."""
 
 
-@dataclass
-class PullResult:
+class PullResult(NamedTuple):
     image: ImageRecord
     reference: Reference
     previous_id: Optional[str]
@@ -46,20 +44,18 @@ class PullResult:
         return self.previous_id != self.image.id
 
 
-@dataclass
-class PushResult:
+class PushResult(NamedTuple):
     """What a push did: the manifest digest the tag names now, and each blob's fate."""
 
     reference: Reference
     digest: str
     media_type: str
-    uploaded: List[str] = field(default_factory=list)
-    mounted: List[str] = field(default_factory=list)
-    existing: List[str] = field(default_factory=list)
+    uploaded: List[str]
+    mounted: List[str]
+    existing: List[str]
 
 
-@dataclass
-class PullPlan:
+class PullPlan(NamedTuple):
     """What a pull would do, found without downloading any blob (check mode).
 
     ``digest`` is the platform manifest digest and ``image_id`` the config
@@ -78,8 +74,7 @@ class PullPlan:
         return self.before is None or self.before.id != self.image_id
 
 
-@dataclass
-class RemovalPlan:
+class RemovalPlan(NamedTuple):
     """What ``rmi`` does: untag *untag*, and delete the image when *delete*."""
 
     record: ImageRecord
@@ -95,8 +90,7 @@ class RemovalPlan:
         return lines
 
 
-@dataclass
-class RegistryOptions:
+class RegistryOptions(NamedTuple):
     """How to reach registries for one operation (module/CLI options over daemon.json)."""
 
     username: Optional[str] = None
@@ -852,7 +846,7 @@ class Images:
             parse_reference(repo_digest.split("@", 1)[0]) for repo_digest in record.repo_digests if "@" in repo_digest
         ]
         mount_from = [source.repository for source in sources if source.domain == reference.domain]
-        result = PushResult(reference, "", media_type)
+        result = PushResult(reference, "", media_type, [], [], [])
         blobs = [(layer["digest"], int(layer["size"])) for layer in record.layers]
         blobs.append((record.id, len(self.store.read_blob(record.id))))
         with options.client(self.config) as client:
@@ -876,7 +870,7 @@ class Images:
                 client.upload_blob(reference, digest, path, report)
                 result.uploaded.append(digest)
                 progress("pushed", digest, size, size)
-            result.digest = client.put_manifest(reference, manifest, media_type)
+            result = result._replace(digest=client.put_manifest(reference, manifest, media_type))
         progress("done", result.digest, 0, 0)
         return result
 

@@ -202,19 +202,31 @@ def exit_code_of(status: int) -> int:
 class Monitor:
     """Relays a container's output into its log until it exits, then records the exit.
 
-    *echo* (stream name -> fd) also copies the raw output there, and
-    *forward_signals* passes SIGINT/SIGTERM/SIGHUP on to the container: both
-    for a foreground ``berth run``, where the CLI process is the monitor.
+    *echo* (stream name -> fd) also copies the raw output there,
+    *forward_signals* passes SIGINT/SIGTERM/SIGHUP on to the container, and
+    *relay_input* ``(source, target)`` copies keystrokes into the container's
+    terminal: all for a foreground ``berth run``, where the CLI process is
+    the monitor.  A container with a terminal has one output stream (no
+    ``err`` option): the terminal merges stdout and stderr.
     """
 
-    def __init__(self, options: dict, echo: "dict | None" = None, forward_signals: bool = False) -> None:
+    def __init__(
+        self,
+        options: dict,
+        echo: "dict | None" = None,
+        forward_signals: bool = False,
+        relay_input: "tuple | None" = None,
+    ) -> None:
         self.options = options
         self.echo = echo or {}
         self.forward_signals = forward_signals
+        self.relay_input = relay_input
         self.directory = options["dir"]
         self.pid = int(options["pid"])
         self.log = LogWriter(options["log"], int(options.get("max-size", "0")), int(options.get("max-file", "1")))
-        self.streams = [Stream(int(options["out"]), "stdout"), Stream(int(options["err"]), "stderr")]
+        self.streams = [Stream(int(options["out"]), "stdout")]
+        if options.get("err"):
+            self.streams.append(Stream(int(options["err"]), "stderr"))
         self.status = None
         self.oom_before = oom_kills(options.get("oom-file", ""))
         self.recorded = False
@@ -252,6 +264,9 @@ class Monitor:
         for stream in self.streams:
             poller.register(stream.fd, select.POLLIN)
             open_streams[stream.fd] = stream
+        source, target = self.relay_input or (None, None)
+        if source is not None:
+            poller.register(source, select.POLLIN)
         self.reap()
         drain_deadline = None
         while open_streams or self.status is None:
@@ -274,6 +289,11 @@ class Monitor:
                     except BlockingIOError:
                         pass
                     self.reap()
+                    continue
+                if fd == source:
+                    if not self.relay(source, target):
+                        poller.unregister(source)
+                        source = None
                     continue
                 stream = open_streams.get(fd)
                 if stream is None:
@@ -309,6 +329,19 @@ class Monitor:
         code = self.finish()
         self.log.close()
         return code
+
+    @staticmethod
+    def relay(source: int, target: int) -> bool:
+        """Copy what *source* has into *target*; False once either end is done."""
+        try:
+            data = posix.read(source, READ_SIZE)
+            if data:
+                write_all(target, data)
+        except InterruptedError:
+            return True
+        except OSError:
+            return False
+        return bool(data)
 
     def wait_for_container(self) -> None:
         while self.status is None:

@@ -38,7 +38,6 @@ import struct
 import sys
 import termios
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from . import capabilities, libc, rootfs, seccomp, userns, users
@@ -69,8 +68,7 @@ _KEPT_IMPORTERS = (importlib.machinery.BuiltinImporter, importlib.machinery.Froz
 _EXEC_MARKER = b"\x00"
 
 
-@dataclass
-class ContainerSpec:
+class ContainerSpec(NamedTuple):
     """Everything needed to start a container's PID 1.
 
     ``network``: ``"none"`` (a new namespace with only ``lo``), ``"host"``,
@@ -94,55 +92,54 @@ class ContainerSpec:
     """
 
     rootfs: RootfsSpec
-    args: List[str]
-    env: List[str] = field(default_factory=list)
+    args: Sequence[str]
+    env: Sequence[str] = ()
     cwd: str = "/"
     user: str = ""
-    group_add: List[str] = field(default_factory=list)
+    group_add: Sequence[str] = ()
     hostname: str = ""
     domainname: str = ""
-    etc_files: Dict[str, str] = field(default_factory=dict)
-    mounts: List[Mount] = field(default_factory=list)
+    etc_files: Mapping[str, str] = {}  # one shared empty mapping: specs are never changed in place
+    mounts: Sequence[Mount] = ()
     network: str = "none"
     cgroupns: bool = True
     privileged: bool = False
-    cap_add: List[str] = field(default_factory=list)
-    cap_drop: List[str] = field(default_factory=list)
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
     no_new_privs: Optional[bool] = None
     seccomp: bool = True
-    masked_paths: Optional[List[str]] = None
-    readonly_paths: Optional[List[str]] = None
-    rlimits: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    masked_paths: Optional[Sequence[str]] = None
+    readonly_paths: Optional[Sequence[str]] = None
+    rlimits: Mapping[str, Tuple[int, int]] = {}
     oom_score_adj: Optional[int] = None
     systemd: Optional[bool] = None
     tty: bool = False
     shm_size: int = DEFAULT_SHM_SIZE
     die_with_parent: bool = True
     userns: Optional[IdMap] = None
-    idmapped_paths: List[str] = field(default_factory=list)
+    idmapped_paths: Sequence[str] = ()
 
     @property
     def is_systemd(self) -> bool:
         return self.systemd if self.systemd is not None else rootfs.is_systemd_command(self.args)
 
 
-@dataclass
-class ExecSpec:
+class ExecSpec(NamedTuple):
     """A process to run inside a running container (``docker exec``).
 
     Its security settings should be the container's: build it with
     :meth:`like` from the container's spec.
     """
 
-    args: List[str]
-    env: List[str] = field(default_factory=list)
+    args: Sequence[str]
+    env: Sequence[str] = ()
     cwd: str = "/"
     user: str = ""
-    group_add: List[str] = field(default_factory=list)
+    group_add: Sequence[str] = ()
     tty: bool = False
     privileged: bool = False
-    cap_add: List[str] = field(default_factory=list)
-    cap_drop: List[str] = field(default_factory=list)
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
     no_new_privs: bool = True
     seccomp: bool = True
 
@@ -189,16 +186,14 @@ class ExecFailed(ContainerError):
         self.exit_code = exit_code
 
 
-@dataclass
-class _Security:
+class _Security(NamedTuple):
     capabilities: int
     last_cap: int
     no_new_privs: bool
     seccomp_program: Optional[bytes]
 
 
-@dataclass
-class _Plan:
+class _Plan(NamedTuple):
     """What the set-up child executes, computed by the parent (no decisions left to the child)."""
 
     args: List[str]
@@ -219,11 +214,11 @@ class _Plan:
     new_network: bool = False
     rootfs_plan: Optional[rootfs.RootfsPlan] = None
     oom_score_adj: Optional[int] = None
-    join_fds: List[Tuple[int, int]] = field(default_factory=list)
+    join_fds: Sequence[Tuple[int, int]] = ()
     die_with_parent: bool = False
     idmap: Optional[IdMap] = None
     userns_fd: Optional[int] = None
-    idmapped_paths: List[str] = field(default_factory=list)
+    idmapped_paths: Sequence[str] = ()
 
 
 # -- helpers the caller may use -----------------------------------------------------------
@@ -386,7 +381,7 @@ def start(
     plan = _plan_start(spec, cgroup, (stdin, stdout, stderr), layout)
     try:
         if spec.userns is not None:
-            plan.userns_fd = userns.create(spec.userns)
+            plan = plan._replace(userns_fd=userns.create(spec.userns))
             plan.keep_fds.append(plan.userns_fd)
         return _fork_and_wait(plan, None, timeout, _container_child)
     finally:

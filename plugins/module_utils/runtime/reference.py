@@ -10,8 +10,7 @@ for display).  The grammar is distribution/reference's (``reference.go``,
 """
 
 import re
-from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from .digest import validate_digest
 from .errors import InvalidArgument, InvalidReference
@@ -37,8 +36,7 @@ _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _IMAGE_ID_RE = re.compile(r"[a-f0-9]{64}")
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A normalised image reference.  Build it with :func:`parse`."""
 
     domain: str
@@ -86,7 +84,7 @@ class Reference:
 
     def with_tag(self, tag: str) -> "Reference":
         """The same repository with *tag* and no digest."""
-        return replace(self, tag=_checked_tag(tag, f"{self.name}:{tag}"), digest=None)
+        return self._replace(tag=_checked_tag(tag, f"{self.name}:{tag}"), digest=None)
 
     def with_digest(self, digest: str) -> "Reference":
         """The same repository and tag, pinned to *digest*."""
@@ -94,7 +92,7 @@ class Reference:
             validate_digest(digest)
         except InvalidArgument as exc:
             raise InvalidReference(f"invalid reference {self.name}@{digest}: {exc}") from None
-        return replace(self, digest=digest)
+        return self._replace(digest=digest)
 
     def _suffix(self) -> str:
         return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")

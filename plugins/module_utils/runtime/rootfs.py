@@ -18,7 +18,6 @@ image's symlinks never send a mount or a write to the host (R2, R3, R8, R10).
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import copyup, libc
@@ -114,8 +113,7 @@ class CgroupMount(NamedTuple):
     writable: bool
 
 
-@dataclass
-class RootfsPlan:
+class RootfsPlan(NamedTuple):
     """Everything the set-up child needs for the filesystem, computed on the host."""
 
     overlay_data: str
@@ -135,7 +133,7 @@ class RootfsPlan:
     systemd: bool
     tty: bool
     rootfs_flags: int = 0
-    extra_tmpfs: List[str] = field(default_factory=list)
+    extra_tmpfs: Sequence[str] = ()
     tty_gid: int = TTY_GID
 
 

@@ -37,16 +37,14 @@ import contextlib
 import os
 import signal
 import sys
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import fsutil
 from .containers import SUPERVISOR_DIED, Container, Runtime, alive, now_rfc3339, process_start_time
 from .errors import BerthError, ContainerError
 
 
-@dataclass
-class RunPlan:
+class RunPlan(NamedTuple):
     """The host-side resources of one run of a container."""
 
     cgroup: Any
@@ -308,35 +306,55 @@ def _undo_start(runtime: Runtime, container: Container, plan: RunPlan, held: Any
 
 
 def _start_process(
-    runtime: Runtime, container: Container, plan: RunPlan, stdin: Optional[int]
-) -> Tuple[Any, int, int, Any]:
+    runtime: Runtime, container: Container, plan: RunPlan, stdin: Optional[int], terminal_of: Optional[int] = None
+) -> Tuple[Any, int, Optional[int], Any]:
     """Start the container's process with its output on pipes; ``(started, out_r, err_r, held ports)``.
 
-    *stdin* None reads /dev/null.  The published ports are held (bound)
-    before the start so a taken port fails it; on any failure they are let
-    go and the network and cgroup are torn down again.
+    *stdin* None reads /dev/null.  A container with a terminal (``-t``) gets
+    the slave of a new pty (sized like the caller's terminal *terminal_of*)
+    on all three descriptors instead; ``out_r`` is then its master and
+    ``err_r`` None.  The published ports are held (bound) before the start
+    so a taken port fails it; on any failure they are let go and the
+    network and cgroup are torn down again.
     """
     from . import process
 
     held = None
-    null = None
+    opened: List[int] = []
     try:
         if plan.attachment:
             from .portproxy import hold_published_ports
 
             held = hold_published_ports(plan.attachment.to_dict())
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        if stdin is None:
-            stdin = null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        started = process.start(plan.process_spec, plan.cgroup, stdin, out_w, err_w)
+        if plan.process_spec.tty:
+            from .terminal import open_pty
+
+            out_r, slave = open_pty(terminal_of)
+            err_r = None
+            opened.append(slave)
+            stdio = (slave, slave, slave)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            opened += [out_w, err_w]
+            if stdin is None:
+                stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                opened.append(stdin)
+            stdio = (stdin, out_w, err_w)
+        started = process.start(plan.process_spec, plan.cgroup, *stdio)
     except BaseException:
+        for fd in opened:
+            os.close(fd)
         _undo_start(runtime, container, plan, held)
         raise
-    for fd in (out_w, err_w, null):
-        if fd is not None:
-            os.close(fd)
+    for fd in opened:
+        os.close(fd)
     return started, out_r, err_r, held
+
+
+def _stream_options(out_r: int, err_r: Optional[int]) -> Dict[str, str]:
+    """The monitor's ``out``/``err`` options (no ``err`` for a terminal, which merges both)."""
+    return {"out": str(out_r), **({"err": str(err_r)} if err_r is not None else {})}
 
 
 def start_in_monitor(runtime: Runtime, container: Container, restarts: int, report_fd: Optional[int]) -> None:
@@ -378,8 +396,7 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         "dir": container.directory,
         "log": container.log_path,
         "pid": str(started.pid),
-        "out": str(out_r),
-        "err": str(err_r),
+        **_stream_options(out_r, err_r),
         "restart": container.spec["restart_policy"],
         "restarts": str(restarts),
         "python": sys.executable,
@@ -390,7 +407,7 @@ def start_in_monitor(runtime: Runtime, container: Container, restarts: int, repo
         "max-file": runtime.config.log_opts.get("max-file", "1"),
         "sync": "1" if container.durable else "0",
     }
-    keep = [out_r, err_r, *(sock.fileno() for sock in getattr(held, "sockets", []))]
+    keep = [fd for fd in (out_r, err_r) if fd is not None] + [sock.fileno() for sock in getattr(held, "sockets", [])]
     _close_all_but(keep)
     for fd in keep:
         os.set_inheritable(fd, True)
@@ -452,7 +469,14 @@ def _log_max_size(runtime: Runtime) -> int:
 
 
 def _supervise_in_process(
-    runtime: Runtime, container: Container, pid: int, out_r: int, err_r: int, plan: RunPlan, restarts: int, held: Any
+    runtime: Runtime,
+    container: Container,
+    pid: int,
+    out_r: int,
+    err_r: Optional[int],
+    plan: RunPlan,
+    restarts: int,
+    held: Any,
 ) -> None:
     from . import monitor
 
@@ -460,8 +484,7 @@ def _supervise_in_process(
         "dir": container.directory,
         "log": container.log_path,
         "pid": str(pid),
-        "out": str(out_r),
-        "err": str(err_r),
+        **_stream_options(out_r, err_r),
         "oom-file": _oom_file(plan.cgroup),
         "max-size": str(_log_max_size(runtime)),
         "max-file": runtime.config.log_opts.get("max-file", "1"),
@@ -528,25 +551,38 @@ def run_attached(runtime: Runtime, container: Container, interactive: bool = Fal
     with runtime.locked(container) as fresh:
         runtime._finish_previous_run(fresh)
         plan = prepare(runtime, fresh)
-        started, out_r, err_r, held = _start_process(runtime, fresh, plan, stdin=0 if interactive else None)
+        stdin = 0 if interactive else None
+        started, out_r, err_r, held = _start_process(runtime, fresh, plan, stdin, terminal_of=0 if interactive else 1)
         try:
             _record_running(runtime, fresh, plan, started, 0, held)
         except BaseException:
             for fd in (out_r, err_r):
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
             raise
     options = {
         "dir": fresh.directory,
         "log": fresh.log_path,
         "pid": str(started.pid),
-        "out": str(out_r),
-        "err": str(err_r),
+        **_stream_options(out_r, err_r),
         "oom-file": _oom_file(plan.cgroup),
         "max-size": str(_log_max_size(runtime)),
         "max-file": runtime.config.log_opts.get("max-file", "1"),
         "sync": "1" if fresh.durable else "0",
     }
-    code = monitor.Monitor(options, echo={"stdout": 1, "stderr": 2}, forward_signals=True).run()
+    loop = monitor.Monitor(
+        options,
+        echo={"stdout": 1, "stderr": 2},
+        forward_signals=True,
+        relay_input=(stdin, out_r) if err_r is None and stdin is not None else None,
+    )
+    if err_r is None:
+        from .terminal import attached
+
+        with attached(out_r, stdin):
+            code = loop.run()
+    else:
+        code = loop.run()
     if held is not None:
         held.close()
     done = runtime._load(fresh.id)

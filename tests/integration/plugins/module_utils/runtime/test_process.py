@@ -265,7 +265,7 @@ def test_read_only_root_with_writable_tmpfs(box):
         [box.busybox],
         mounts=[rootfs.Mount("/scratch", type="tmpfs", options=("size=1m",))],
     )
-    spec.rootfs = spec.rootfs._replace(read_only=True)
+    spec = spec._replace(rootfs=spec.rootfs._replace(read_only=True))
     assert box.run(spec).stdout == "tmpfs-ok\n"
 
 
@@ -301,7 +301,7 @@ def test_layers_by_short_names_relative_to_lower_cwd(box):
     os.symlink(top, os.path.join(links, "T"))
     os.symlink(box.busybox, os.path.join(links, "B"))
     spec = box.spec(["cat", "/etc/marker"], ["T", "B"])
-    spec.rootfs = spec.rootfs._replace(lower_cwd=links)
+    spec = spec._replace(rootfs=spec.rootfs._replace(lower_cwd=links))
     assert box.run(spec).stdout == "top\n"
 
 
