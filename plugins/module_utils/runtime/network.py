@@ -387,8 +387,13 @@ class BridgeNetwork:
         return bridge
 
     def _check_overlap(self, link_api: Netlink) -> None:
+        """Refuse a subnet the host already routes elsewhere (a concurrent creator's own bridge route is fine)."""
         subnet = self.interface.network
-        for network, _oif in link_api.ipv4_routes():
+        routes = link_api.ipv4_routes()
+        ours = link_api.link(self.bridge)  # looked up after the routes: a route on it means it exists by now
+        for network, oif in routes:
+            if ours is not None and oif == ours.index:
+                continue
             if network.prefixlen and network.overlaps(subnet):
                 raise NetworkError(
                     f"the bridge subnet {subnet} (of {self.bridge}) overlaps the host route {network}; "

@@ -1,6 +1,7 @@
 """The network stage's pure parts: names, modes, attachments, address pools, resolv.conf and hosts."""
 
 import ipaddress
+import re
 
 import pytest
 
@@ -170,3 +171,29 @@ def test_hosts_file_refuses_symlinks_and_non_files(tmp_path) -> None:
     assert target.read_text() == "keep\n"
     with pytest.raises(IsADirectoryError):
         network.replace_hosts_block(str(tmp_path), "B\n")
+
+
+class _RoutesOnly:
+    """The two questions _check_overlap asks of netlink, answered from a table."""
+
+    def __init__(self, routes, bridge_index=None) -> None:
+        self.routes = [(ipaddress.IPv4Network(network), oif) for network, oif in routes]
+        self.bridge_index = bridge_index
+
+    def ipv4_routes(self):
+        return self.routes
+
+    def link(self, name: str):
+        if self.bridge_index is None:
+            return None
+        return network.Link(self.bridge_index, name, "bridge", 0, True, "02:00:00:00:00:01")
+
+
+def test_overlap_ignores_the_route_a_concurrent_creator_put_on_the_same_bridge() -> None:
+    """Ten parallel first runs: the loser of the bridge creation sees the winner's route on that very bridge."""
+    net = network.BridgeNetwork(DaemonConfig(bip="10.77.0.1/24", bridge="bt-overlap"))
+    net._check_overlap(_RoutesOnly([("10.77.0.0/24", 7)], bridge_index=7))
+    with pytest.raises(NetworkError, match=re.escape("overlaps the host route 10.77.0.0/24")):
+        net._check_overlap(_RoutesOnly([("10.77.0.0/24", 3)], bridge_index=7))
+    with pytest.raises(NetworkError, match=re.escape("overlaps the host route 10.77.0.0/16")):
+        net._check_overlap(_RoutesOnly([("10.77.0.0/16", 3)]))
