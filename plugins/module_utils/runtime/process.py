@@ -801,12 +801,14 @@ def _enter_new_container(plan: _Plan, stage: List[str]) -> None:
         os.close(plan.userns_fd)
 
 
-def _give_stdio_pipes(idmap: IdMap) -> None:
-    """Make the container's root the owner of its anonymous stdio pipes and sockets.
+def _give_stdio(idmap: IdMap, tty: bool) -> None:
+    """Make the container's root the owner of its anonymous stdio pipes and sockets, and of its terminal.
 
     Images link log files to ``/dev/stdout`` (nginx), and reopening a pipe
-    through ``/proc/self/fd`` checks its owner, which the container's root
-    otherwise is not.  Files and terminals of the caller are left alone.
+    or a terminal through ``/proc/self/fd`` checks its owner, which the
+    container's root otherwise is not.  A terminal given with *tty* is the
+    container's own (it becomes its controlling terminal; group tty, as
+    devpts gives it); files of the caller are left alone.
     """
     for fd in (0, 1, 2):
         try:
@@ -815,6 +817,8 @@ def _give_stdio_pipes(idmap: IdMap) -> None:
             continue
         if kind.startswith(("pipe:", "socket:")):
             os.fchown(fd, idmap.uid, idmap.gid)
+        elif tty and os.isatty(fd):
+            os.fchown(fd, idmap.uid, idmap.host_gid(rootfs.TTY_GID))
 
 
 def _map_files(plan: _Plan) -> None:
@@ -831,7 +835,7 @@ def _map_files(plan: _Plan) -> None:
         raise ContainerError("internal error: a user namespace without its id map")
     if plan.new_network or plan.netns_fd is not None:
         _write_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
-    _give_stdio_pipes(plan.idmap)
+    _give_stdio(plan.idmap, plan.tty)
     _effective, permitted, inheritable = libc.capget()
     libc.set_filesystem_ids(plan.idmap.uid, plan.idmap.gid)
     libc.capset(permitted, permitted, inheritable)
@@ -893,7 +897,9 @@ def exec_in(
                 raise ContainerError(f"the container's process {pid} is gone") from None
             opened.append(fd)
             join_fds.append((fd, flag))
+        idmap = None
         if not userns.is_own(pid):
+            idmap = userns.IdMap.of_process(pid)
             fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
             opened.append(fd)
             join_fds.append((fd, libc.CLONE_NEWUSER))  # last: the others belong to the host's namespace
@@ -912,6 +918,7 @@ def exec_in(
             rlimits=_rlimits_of(pid),
             keep_fds=[fd for fd, _flag in join_fds],
             join_fds=join_fds,
+            idmap=idmap,
         )
         return _fork_and_wait(plan, pidns, timeout, _exec_child)
     except OSError as exc:
@@ -946,6 +953,8 @@ def _exec_child(plan: _Plan, err_write: int) -> NoReturn:
 
 
 def _join_running_container(plan: _Plan, stage: List[str]) -> None:
+    if plan.idmap is not None:
+        _give_stdio(plan.idmap, plan.tty)
     stage[0] = "joining the container's namespaces"
     for fd, flag in plan.join_fds:
         libc.setns(fd, flag)

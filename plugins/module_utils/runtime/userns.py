@@ -47,6 +47,23 @@ class IdMap(NamedTuple):
     def host_gid(self, container_gid: int) -> int:
         return self.gid + container_gid
 
+    @classmethod
+    def of_process(cls, pid: int) -> "IdMap":
+        """The map of the user namespace of process *pid*, from the lines for its root in /proc."""
+        starts = []
+        size = 0
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", encoding="ascii") as handle:
+                for line in handle:
+                    inside, outside, count = (int(part) for part in line.split())
+                    if inside == 0:
+                        starts.append(outside)
+                        size = count
+                        break
+                else:
+                    raise ContainerError(f"process {pid} has no root in its user namespace")
+        return cls(starts[0], starts[1], size)
+
 
 def normalize(value: object) -> str:
     """The canonical option value: ``host``, ``auto`` or ``UID:GID:SIZE``."""

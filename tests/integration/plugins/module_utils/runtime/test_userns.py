@@ -158,3 +158,18 @@ def test_no_idmapped_mount_reaches_the_host(host: BerthEnv) -> None:
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         mounts = handle.read()
     assert host.settings["data-root"] not in mounts
+
+
+def test_terminals_and_pipes_can_be_reopened_by_the_namespaces_root(host: BerthEnv, names: List[str]) -> None:
+    """/dev/console, /dev/stdout and the exec's /dev/pts/N belong to the container's root (nginx logs there)."""
+    shown = run(host, "-t", "busybox", "sh", "-c", "echo console > /dev/console; stat -c %u:%g /dev/console")
+    assert shown.stdout.replace("\r\n", "\n") == "console\n0:5\n"
+    name = unique(names, "userns-exec")
+    host.berth("run", "-d", "--name", name, "--network", "none", "--userns", USERNS, "busybox", "sleep", "300")
+    piped = host.berth("exec", name, "sh", "-c", "echo out > /dev/stdout; echo err > /dev/stderr")
+    assert (piped.stdout, piped.stderr) == ("out\n", "err\n")
+    terminal = host.berth("exec", "-t", name, "sh", "-c", "echo pts > $(tty); stat -c %u:%g $(tty)")
+    assert terminal.stdout.replace("\r\n", "\n") == "pts\n0:5\n"
+    outside = host.berth("exec", "-u", "70000", name, "true", check=False)
+    assert outside.returncode == 125
+    assert "outside the container's user namespace (ids 0-65535)" in outside.stderr

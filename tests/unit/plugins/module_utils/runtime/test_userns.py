@@ -92,3 +92,7 @@ def test_info_status_tells_whether_auto_works(tmp_path: Path, monkeypatch: pytes
     assert userns.status().startswith('auto unavailable (no "berth" range')
     ranges.write_text("berth:300000:65536\n")
     assert userns.status().startswith("auto maps root to 300000:300000 (65536 ids")
+
+
+def test_the_map_of_a_process_is_read_from_proc() -> None:
+    assert userns.IdMap.of_process(os.getpid()) == userns.IdMap(0, 0, 2**32 - 1)
