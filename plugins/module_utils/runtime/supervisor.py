@@ -320,7 +320,8 @@ def _start_process(
     from . import process
 
     held = None
-    opened: List[int] = []
+    out_r = err_r = None
+    child_ends: List[int] = []  # closed here once the child has its copies
     try:
         if plan.attachment:
             from .portproxy import hold_published_ports
@@ -330,24 +331,25 @@ def _start_process(
             from .terminal import open_pty
 
             out_r, slave = open_pty(terminal_of)
-            err_r = None
-            opened.append(slave)
+            child_ends.append(slave)
             stdio = (slave, slave, slave)
         else:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            child_ends.append(out_w)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            opened += [out_w, err_w]
+            child_ends.append(err_w)
             if stdin is None:
                 stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                opened.append(stdin)
+                child_ends.append(stdin)
             stdio = (stdin, out_w, err_w)
         started = process.start(plan.process_spec, plan.cgroup, *stdio)
     except BaseException:
-        for fd in opened:
-            os.close(fd)
+        for fd in (*child_ends, out_r, err_r):
+            if fd is not None:
+                os.close(fd)
         _undo_start(runtime, container, plan, held)
         raise
-    for fd in opened:
+    for fd in child_ends:
         os.close(fd)
     return started, out_r, err_r, held
 

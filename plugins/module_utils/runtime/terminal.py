@@ -18,7 +18,10 @@ import signal
 import stat
 import struct
 import termios
+import tty
 from typing import Iterator, Optional, Tuple
+
+from .monitor import write_all
 
 DEFAULT_SIZE = (24, 80)
 _PTMX_DEVICE = (5, 2)
@@ -108,26 +111,12 @@ def attached(master: int, stdin: Optional[int]) -> Iterator[None]:
     saved = termios.tcgetattr(own) if stdin is not None and os.isatty(stdin) else None
     try:
         if saved is not None:
-            _make_raw(own, saved)
+            tty.setraw(own, termios.TCSAFLUSH)  # keys such as ^C reach the container's terminal as bytes
         yield
     finally:
         if saved is not None:
             termios.tcsetattr(own, termios.TCSAFLUSH, saved)
         signal.signal(signal.SIGWINCH, previous_handler)
-
-
-def _make_raw(fd: int, attributes: list) -> None:
-    """cfmakeraw(3): no echo, no line editing, no signals from keys (the container's terminal has them)."""
-    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attributes
-    iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR | termios.IGNCR) & ~(
-        termios.ICRNL | termios.IXON
-    )
-    oflag &= ~termios.OPOST
-    lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
-    cflag = (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
-    cc = list(cc)
-    cc[termios.VMIN], cc[termios.VTIME] = 1, 0
-    termios.tcsetattr(fd, termios.TCSAFLUSH, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
 
 
 def relay(master: int, stdin: Optional[int], stdout: int) -> None:
@@ -146,9 +135,11 @@ def relay(master: int, stdin: Optional[int], stdout: int) -> None:
             if fd == master:
                 if not data:
                     return
-                _write_all(stdout, data)
+                with contextlib.suppress(OSError):  # the caller's output went away: keep draining
+                    write_all(stdout, data)
             elif data:
-                _write_all(master, data)
+                with contextlib.suppress(OSError):
+                    write_all(master, data)
             else:
                 poller.unregister(fd)
 
@@ -162,14 +153,3 @@ def _read(fd: int) -> bytes:
             continue
         except OSError:
             return b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except InterruptedError:
-            continue
-        except OSError:
-            return
