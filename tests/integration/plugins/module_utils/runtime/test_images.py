@@ -217,7 +217,10 @@ def test_a_reset_mid_blob_resumes_with_range(env: BerthEnv, faulty: FaultProxy, 
 
 # -- concurrency and sharing ------------------------------------------------------------------------------
 
+# Progress comes from the download and unpack threads at once: one os.write per line (atomic on a
+# pipe), since print() writes the text and its newline separately and two threads' lines could merge.
 PULL_AND_REPORT = """
+import os
 import sys
 sys.path.insert(0, {tests!r})
 import conftest
@@ -226,7 +229,7 @@ from ansible_collections.berth.containers.plugins.module_utils.runtime.images im
 
 def report(event, subject, current, total):
     if event in ("downloaded", "extracting", "exists", "complete"):
-        print(event, subject, flush=True)
+        os.write(1, f"{{event}} {{subject}}\\n".encode())
 
 Images(config.load({config!r})).pull(sys.argv[1], progress=report)
 """
