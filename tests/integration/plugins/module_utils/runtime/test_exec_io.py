@@ -17,6 +17,7 @@ from typing import Iterator
 
 import pytest
 from support.berth_env import BerthEnv
+from support.isolation import wait_single_threaded
 
 from ansible_collections.berth.containers.plugins.module_utils.runtime import exec_io
 from ansible_collections.berth.containers.plugins.module_utils.runtime.cgroups import Cgroup
@@ -27,6 +28,7 @@ from ansible_collections.berth.containers.plugins.module_utils.runtime.errors im
 def threads(extra: bool) -> Iterator[None]:
     """With *extra*, one more thread lives in this process while the block runs."""
     if not extra:
+        wait_single_threaded()  # a server thread of an earlier test may still be closing its connection
         assert exec_io.thread_count() == 1, "the test process itself must be single-threaded"
         yield
         return
