@@ -281,6 +281,15 @@ def host(mirror: Registry) -> Iterator[BerthEnv]:
 
 
 @pytest.fixture
+def container_names(host: BerthEnv) -> Iterator[List[str]]:
+    """Names of the containers a test makes on ``host``: each is removed (``rm -f``) afterwards."""
+    names: List[str] = []
+    yield names
+    for name in names:
+        host.berth("rm", "-f", name, check=False)
+
+
+@pytest.fixture
 def fresh_host(mirror: Registry) -> Iterator[BerthEnv]:
     """An isolated Berth host with an empty store, for one test."""
     env = BerthEnv(mirrors=[mirror.url])

@@ -15,7 +15,7 @@ the running architecture.
 import ctypes
 import os
 import struct
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -166,11 +166,18 @@ def _syscall_number(name: str) -> int:
     return numbers[name]
 
 
+def _checked_syscall(name: str, what: str, path: Optional[str], *args: Any) -> int:
+    """syscall(2) of *name* with *args*; its result, or OSError naming *what* (and *path*)."""
+    result = _libc.syscall(ctypes.c_long(_syscall_number(name)), *args)
+    if result < 0:
+        _raise(what, path)
+    return result
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2), through the raw system call (glibc < 2.36 has no wrapper)."""
-    number = _syscall_number("pivot_root")
-    if _libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old)) != 0:
-        _raise(f"pivot_root({new_root!r}, {put_old!r})", new_root)
+    what = f"pivot_root({new_root!r}, {put_old!r})"
+    _checked_syscall("pivot_root", what, new_root, os.fsencode(new_root), os.fsencode(put_old))
 
 
 def idmap_in_place(path: str, userns_fd: int) -> None:
@@ -182,36 +189,14 @@ def idmap_in_place(path: str, userns_fd: int) -> None:
     is placed in the caller's mount namespace only.
     """
     target = os.fsencode(path)
-    tree = _libc.syscall(
-        ctypes.c_long(_syscall_number("open_tree")),
-        ctypes.c_int(_AT_FDCWD),
-        target,
-        ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC),
-    )
-    if tree < 0:
-        _raise(f"open_tree {path}", path)
+    flags = ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC)
+    tree = _checked_syscall("open_tree", f"open_tree {path}", path, ctypes.c_int(_AT_FDCWD), target, flags)
     try:
         attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-        number = _syscall_number("mount_setattr")
-        if _libc.syscall(
-            ctypes.c_long(number),
-            ctypes.c_int(tree),
-            b"",
-            ctypes.c_uint(_AT_EMPTY_PATH),
-            ctypes.byref(attr),
-            ctypes.c_size_t(ctypes.sizeof(attr)),
-        ):
-            _raise(f"idmapped mount of {path}", path)
-        number = _syscall_number("move_mount")
-        if _libc.syscall(
-            ctypes.c_long(number),
-            ctypes.c_int(tree),
-            b"",
-            ctypes.c_int(_AT_FDCWD),
-            target,
-            ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
-        ):
-            _raise(f"move_mount onto {path}", path)
+        setattr_args = (ctypes.c_uint(_AT_EMPTY_PATH), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+        _checked_syscall("mount_setattr", f"idmapped mount of {path}", path, ctypes.c_int(tree), b"", *setattr_args)
+        move_args = (ctypes.c_int(_AT_FDCWD), target, ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH))
+        _checked_syscall("move_mount", f"move_mount onto {path}", path, ctypes.c_int(tree), b"", *move_args)
     finally:
         os.close(tree)
 

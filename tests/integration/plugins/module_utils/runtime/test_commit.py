@@ -44,14 +44,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def containers(host: BerthEnv) -> Iterator[List[str]]:
-    names: List[str] = []
-    yield names
-    for name in names:
-        host.berth("rm", "-f", name, check=False)
-
-
 def run_detached(host: BerthEnv, names: List[str], image: str, *args: str) -> str:
     name = unique("commit")
     names.append(name)
@@ -74,8 +66,8 @@ def image_view(host: BerthEnv, image: str) -> Snapshot:
     return overlay_snapshot([images.store.layer_diff(chain) for chain in reversed(record.chain_ids)])
 
 
-def test_the_issue_example(host: BerthEnv, registry: Registry, containers: List[str]) -> None:
-    web = run_detached(host, containers, "nginx")
+def test_the_issue_example(host: BerthEnv, registry: Registry, container_names: List[str]) -> None:
+    web = run_detached(host, container_names, "nginx")
     host.berth(
         "exec", web, "sh", "-c", "echo hello > /usr/share/nginx/html/index.html; rm /etc/nginx/sites-enabled/default"
     )
@@ -236,14 +228,14 @@ def test_pushed_removed_and_pulled_back_it_is_the_same_image(
 # -- the runtime's own entries; pausing -------------------------------------------------------------------
 
 
-def test_runtime_mount_points_are_not_changes(host: BerthEnv, containers: List[str]) -> None:
+def test_runtime_mount_points_are_not_changes(host: BerthEnv, container_names: List[str]) -> None:
     bind_dir = tempfile.mkdtemp(prefix="berth-commit-bind-", dir="/var/tmp")
     try:
         bind_file = os.path.join(bind_dir, "app.conf")
         with open(bind_file, "w", encoding="utf-8") as handle:
             handle.write("setting=1\n")
         options = ["-v", "/data/vol", "--tmpfs", "/scratch", "-v", f"{bind_file}:/etc/app.conf:ro"]
-        name = run_detached(host, containers, "busybox", *options)
+        name = run_detached(host, container_names, "busybox", *options)
         host.berth("exec", name, "sh", "-c", "echo kept-out > /data/vol/notes; echo also-out > /scratch/x")
         runtime = host.runtime()
         container = runtime.get(name)
@@ -275,9 +267,9 @@ def freezer_state(container: Any) -> str:
 
 @pytest.mark.parametrize("pause", [True, False])
 def test_a_running_container_is_frozen_exactly_while_it_is_read(
-    host: BerthEnv, containers: List[str], monkeypatch: pytest.MonkeyPatch, pause: bool
+    host: BerthEnv, container_names: List[str], monkeypatch: pytest.MonkeyPatch, pause: bool
 ) -> None:
-    name = run_detached(host, containers, "busybox")
+    name = run_detached(host, container_names, "busybox")
     host.berth("exec", name, "sh", "-c", "echo x > /x")
     runtime = host.runtime()
     container = runtime.get(name)

@@ -24,6 +24,19 @@ def _control_the_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def berth_on(terminal: int, env: BerthEnv, args: Sequence[str]) -> subprocess.Popen:
+    """``berth ARGS`` with *terminal* as its stdio and the controlling terminal of its session."""
+    return subprocess.Popen(
+        [BERTH, *args],
+        env=env.env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=_control_the_terminal,
+    )
+
+
 def drive(env: BerthEnv, args: Sequence[str], keys: bytes = b"", timeout: float = 30) -> Tuple[int, str]:
     """Run ``berth ARGS`` on a fresh 40x120 terminal, type *keys*, return (exit code, what the terminal showed).
 
@@ -31,15 +44,7 @@ def drive(env: BerthEnv, args: Sequence[str], keys: bytes = b"", timeout: float 
     """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [BERTH, *args],
-        env=env.env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=_control_the_terminal,
-    )
+    process = berth_on(slave, env, args)
     os.close(slave)
     if keys:
         time.sleep(1)  # let the shell in the container start reading
@@ -124,17 +129,7 @@ def test_the_callers_terminal_is_restored(host: BerthEnv) -> None:
     """Raw mode while relaying, the caller's settings (echo, line editing) back afterwards."""
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
-    subprocess.run(
-        [BERTH, "run", "--rm", "-it", "--network", "none", "busybox", "true"],
-        env=host.env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=_control_the_terminal,
-        check=True,
-        timeout=30,
-    )
+    assert berth_on(slave, host, ["run", "--rm", "-it", "--network", "none", "busybox", "true"]).wait(30) == 0
     assert termios.tcgetattr(slave) == before
     os.close(slave)
     os.close(master)

@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import time
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import pytest
 from support.berth_env import BerthEnv
@@ -19,14 +19,6 @@ from support.procs import free_port
 
 UID, GID = 200000, 300000
 USERNS = f"{UID}:{GID}:65536"
-
-
-@pytest.fixture
-def names(host: BerthEnv) -> Iterator[List[str]]:
-    made: List[str] = []
-    yield made
-    for name in made:
-        host.berth("rm", "-f", name, check=False)
 
 
 def unique(names: List[str], prefix: str) -> str:
@@ -56,8 +48,8 @@ def test_root_inside_is_an_unprivileged_host_user_that_owns_the_image(host: Bert
     assert lines[2:] == [["0"], ["0"], ["0:0"], ["0:0"]], "image files show as the container's root, not nobody"
 
 
-def test_detached_process_and_exec_run_as_the_mapped_ids(host: BerthEnv, names: List[str]) -> None:
-    name = unique(names, "userns")
+def test_detached_process_and_exec_run_as_the_mapped_ids(host: BerthEnv, container_names: List[str]) -> None:
+    name = unique(container_names, "userns")
     host.berth("run", "-d", "--name", name, "--network", "none", "--userns", USERNS, "busybox", "sleep", "300")
     pid = inspect(host, name)["State"]["Pid"]
     assert host_ids(pid) == {"Uid": str(UID), "Gid": str(GID)}
@@ -68,8 +60,8 @@ def test_detached_process_and_exec_run_as_the_mapped_ids(host: BerthEnv, names: 
     assert host.berth("exec", "-u", "1000:1000", name, "id", "-u").stdout.strip() == "1000"
 
 
-def test_changes_keep_the_image_ids_on_disk_and_commit_unshifted(host: BerthEnv, names: List[str]) -> None:
-    name = unique(names, "userns-commit")
+def test_changes_keep_the_image_ids_on_disk_and_commit_unshifted(host: BerthEnv, container_names: List[str]) -> None:
+    name = unique(container_names, "userns-commit")
     host.berth(
         "run", "--name", name, "--network", "none", "--userns", USERNS, "busybox", "sh", "-c",
         "echo mine > /root-file && mkdir /app && echo app > /app/data && chown -R 1000:2000 /app && touch /etc/passwd",
@@ -87,8 +79,8 @@ def test_changes_keep_the_image_ids_on_disk_and_commit_unshifted(host: BerthEnv,
         host.berth("rmi", tag)
 
 
-def test_named_volume_is_mapped_and_copied_up_with_image_ids(host: BerthEnv, names: List[str]) -> None:
-    name = unique(names, "userns-volume")
+def test_named_volume_is_mapped_and_copied_up_with_image_ids(host: BerthEnv, container_names: List[str]) -> None:
+    name = unique(container_names, "userns-volume")
     volume = f"userns-{secrets.token_hex(3)}"
     result = host.berth(
         "run", "--name", name, "--network", "none", "--userns", USERNS, "-v", f"{volume}:/etc", "busybox", "sh", "-c",
@@ -121,9 +113,9 @@ def test_root_inside_gets_nothing_of_the_host(host: BerthEnv, tmp_path) -> None:
     assert os.stat(secret).st_uid == 0
 
 
-def test_bind_to_port_80_and_log_through_dev_stdout(host: BerthEnv, names: List[str]) -> None:
+def test_bind_to_port_80_and_log_through_dev_stdout(host: BerthEnv, container_names: List[str]) -> None:
     """nginx binds :80 as the namespace's root and writes its access log to /dev/stdout (reopened pipe)."""
-    name = unique(names, "userns-web")
+    name = unique(container_names, "userns-web")
     port = free_port()
     host.berth("run", "-d", "--name", name, "--userns", USERNS, "-p", f"127.0.0.1:{port}:80", "nginx")
     status, body = wait_http(port)
@@ -160,11 +152,11 @@ def test_no_idmapped_mount_reaches_the_host(host: BerthEnv) -> None:
     assert host.settings["data-root"] not in mounts
 
 
-def test_terminals_and_pipes_can_be_reopened_by_the_namespaces_root(host: BerthEnv, names: List[str]) -> None:
+def test_terminals_and_pipes_can_be_reopened_by_the_namespaces_root(host: BerthEnv, container_names: List[str]) -> None:
     """/dev/console, /dev/stdout and the exec's /dev/pts/N belong to the container's root (nginx logs there)."""
     shown = run(host, "-t", "busybox", "sh", "-c", "echo console > /dev/console; stat -c %u:%g /dev/console")
     assert shown.stdout.replace("\r\n", "\n") == "console\n0:5\n"
-    name = unique(names, "userns-exec")
+    name = unique(container_names, "userns-exec")
     host.berth("run", "-d", "--name", name, "--network", "none", "--userns", USERNS, "busybox", "sleep", "300")
     piped = host.berth("exec", name, "sh", "-c", "echo out > /dev/stdout; echo err > /dev/stderr")
     assert (piped.stdout, piped.stderr) == ("out\n", "err\n")
